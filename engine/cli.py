@@ -1,0 +1,411 @@
+"""The ``sdf`` command line: a thin adapter over the engine.
+
+Each command parses its options, calls one engine operation and prints the result, as a
+short human-readable text or, with ``--json``, with the same stable keys the web API uses.
+Errors are one line on stderr (``error: ...``; a refused deploy prints one
+``file:line: element-id: message`` line per problem) and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from . import jsonutil
+from .errors import DefinitionInvalid, SdfError
+from .runtime import build_engine
+from .settings import SETTINGS
+
+EXIT_FAILURE = 1
+
+
+def _fail(exc: SdfError) -> None:
+    if isinstance(exc, DefinitionInvalid):
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"error: {len(exc.problems)} problem(s); nothing was deployed", err=True)
+    else:
+        click.echo(f"error: {exc.message}", err=True)
+    sys.exit(EXIT_FAILURE)
+
+
+def engine_command(func):
+    """Build the engine for the command, translate domain errors into exit codes."""
+
+    @functools.wraps(func)
+    @click.pass_context
+    def wrapper(ctx, *args, **kwargs):
+        engine = ctx.obj.get("engine") if ctx.obj else None
+        owned = engine is None
+        try:
+            if owned:
+                engine = build_engine()
+            return func(engine, *args, **kwargs)
+        except SdfError as exc:
+            _fail(exc)
+        finally:
+            if owned and engine is not None:
+                engine.close()
+
+    return wrapper
+
+
+def emit(value, as_json: bool, text=None) -> None:
+    if as_json:
+        click.echo(jsonutil.dumps(value, pretty=True))
+    elif text is not None:
+        click.echo(text(value) if callable(text) else text)
+
+
+def parse_data(raw: str | None) -> dict:
+    return jsonutil.parse_object(raw, "--data")
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+actor_option = click.option("--as", "actor", metavar="USER", help="Act as this user.")
+
+
+@click.group()
+@click.pass_context
+def cli(ctx):
+    """Service Delivery Framework: run BPMN processes for client delivery work."""
+    ctx.ensure_object(dict)
+
+
+# -- set-up ------------------------------------------------------------------------------------
+@cli.command()
+@engine_command
+def migrate(engine):
+    """Create or upgrade the database schema."""
+    engine.migrate()
+    click.echo(f"database ready: {engine.db.engine.url.render_as_string(hide_password=True)}")
+
+
+@cli.command()
+@click.option("--demo/--no-demo", default=True, help="Add demo users (password 'demo-password').")
+@engine_command
+def init(engine, demo):
+    """Set up everything: migrate, deploy SDF_PROCESSES_DIR, add demo users."""
+    from .bootstrap import initialise
+
+    for line in initialise(engine, demo=demo):
+        click.echo(line)
+
+
+@cli.command("settings")
+def show_settings():
+    """List the SDF_* environment variables."""
+    for setting in SETTINGS:
+        default = f" (default: {setting.default})" if setting.default else ""
+        click.echo(f"SDF_{setting.name}{default}\n    {setting.help}")
+
+
+# -- definitions -------------------------------------------------------------------------------
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@json_option
+@engine_command
+def validate(engine, paths, as_json):
+    """Check BPMN/DMN/form files without deploying them."""
+    try:
+        compiled = engine.validate(paths)
+    except DefinitionInvalid as exc:
+        if as_json:
+            emit({"valid": False, "problems": [str(p) for p in exc.problems]}, True)
+            sys.exit(EXIT_FAILURE)
+        raise
+    processes = [c.process_id for c in compiled]
+    emit({"valid": True, "processes": processes}, as_json, f"ok: {len(processes)} process(es): " + ", ".join(processes))
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@actor_option
+@json_option
+@engine_command
+def deploy(engine, paths, actor, as_json):
+    """Deploy BPMN/DMN/form files or folders; unchanged processes keep their version."""
+    results = engine.deploy(paths, deployed_by=actor)
+    emit(
+        [r.to_dict() for r in results],
+        as_json,
+        lambda rs: "\n".join(
+            f"{r.process_id}: version {r.version}" + ("" if r.created else " (unchanged)") for r in results
+        ),
+    )
+
+
+@cli.command()
+@json_option
+@engine_command
+def definitions(engine, as_json):
+    """List deployed process definitions and their versions."""
+    rows = engine.list_definitions()
+    emit(
+        rows,
+        as_json,
+        lambda rs: (
+            "\n".join(f"{r['process_id']} v{r['version']}  {r['name'] or ''}" for r in rs) or "no definitions deployed"
+        ),
+    )
+
+
+# -- instances ---------------------------------------------------------------------------------
+@cli.command()
+@click.argument("process_id")
+@click.option("--data", help="Start data as a JSON object.")
+@click.option("--business-key", help="Your reference for this instance (project code, ticket...).")
+@actor_option
+@json_option
+@engine_command
+def start(engine, process_id, data, business_key, actor, as_json):
+    """Start an instance of the newest version of PROCESS_ID."""
+    instance = engine.start(process_id, parse_data(data), business_key=business_key, actor=actor)
+    emit(engine.get_instance(instance["id"]), as_json, _instance_text)
+
+
+@cli.command("instances")
+@click.option("--status")
+@click.option("--process", "process_id")
+@click.option("--business-key")
+@click.option("--limit", default=100, show_default=True)
+@json_option
+@engine_command
+def list_instances(engine, status, process_id, business_key, limit, as_json):
+    """List instances, newest first."""
+    rows = engine.list_instances(status=status, process_id=process_id, business_key=business_key, limit=limit)
+    emit(
+        rows,
+        as_json,
+        lambda rs: (
+            "\n".join(
+                f"{r['id']:>6}  {r['status']:<10} {r['process_id']} v{r['version']}  {r['business_key'] or ''}"
+                for r in rs
+            )
+            or "no instances"
+        ),
+    )
+
+
+@cli.command()
+@click.argument("instance_id", type=int)
+@click.option("--history", is_flag=True, help="Include the audit history.")
+@json_option
+@engine_command
+def show(engine, instance_id, history, as_json):
+    """Show one instance: status, data, open tasks and incidents."""
+    instance = engine.get_instance(instance_id)
+    if history:
+        instance["history"] = engine.history(instance_id)
+    emit(instance, as_json, _instance_text)
+
+
+def _instance_text(inst: dict) -> str:
+    lines = [
+        f"instance {inst['id']}: {inst['process_id']} v{inst['version']} {inst['status']}"
+        + (f" [{inst['business_key']}]" if inst["business_key"] else ""),
+        f"data: {jsonutil.dumps(inst['data'])}",
+    ]
+    lines += [
+        f"task {t['id']}: {t['title']} ({t['candidate_group'] or 'anyone'})"
+        + (f" claimed by {t['assignee']}" if t["assignee"] else "")
+        for t in inst["tasks"]
+    ]
+    lines += [f"incident {i['id']}: {i['element_id']} line {i['line']}: {i['message']}" for i in inst["incidents"]]
+    lines += [f"{e['at']} {e['type']} {e['element_id'] or ''} {e['actor'] or ''}" for e in inst.get("history", [])]
+    return "\n".join(lines)
+
+
+def _instance_action(name: str, method: str, help_text: str):
+    @cli.command(name, help=help_text)
+    @click.argument("instance_id", type=int)
+    @actor_option
+    @json_option
+    @engine_command
+    def command(engine, instance_id, actor, as_json):
+        getattr(engine, method)(instance_id, actor)
+        emit(engine.get_instance(instance_id), as_json, lambda i: f"instance {i['id']}: {i['status']}")
+
+    return command
+
+
+_instance_action("suspend", "suspend", "Suspend an instance: nothing advances until it is resumed.")
+_instance_action("resume", "resume", "Resume a suspended instance.")
+_instance_action("terminate", "terminate", "End an instance now; its open tasks are cancelled.")
+
+
+# -- inbox -------------------------------------------------------------------------------------
+@cli.command()
+@actor_option
+@click.option("--group", "candidate_group")
+@click.option("--assignee")
+@click.option("--instance", "instance_id", type=int)
+@json_option
+@engine_command
+def tasks(engine, actor, candidate_group, assignee, instance_id, as_json):
+    """List open tasks (with --as, those the user may work on), highest priority first."""
+    rows = engine.list_tasks(user=actor, candidate_group=candidate_group, assignee=assignee, instance_id=instance_id)
+    emit(
+        rows,
+        as_json,
+        lambda rs: (
+            "\n".join(
+                f"{t['id']:>6}  p{t['priority']:<3} {t['title']:<30} {t['candidate_group'] or '-':<18} "
+                f"{t['assignee'] or '-':<12} instance {t['instance_id']}"
+                for t in rs
+            )
+            or "no open tasks"
+        ),
+    )
+
+
+def _task_text(t: dict) -> str:
+    return f"task {t['id']}: {t['title']} {t['status']}" + (f" ({t['assignee']})" if t["assignee"] else "")
+
+
+@cli.command()
+@click.argument("task_id", type=int)
+@click.option("--as", "actor", metavar="USER", required=True)
+@json_option
+@engine_command
+def claim(engine, task_id, actor, as_json):
+    """Claim a task so it is yours to complete."""
+    emit(engine.claim(task_id, actor), as_json, _task_text)
+
+
+@cli.command()
+@click.argument("task_id", type=int)
+@click.option("--as", "actor", metavar="USER", required=True)
+@json_option
+@engine_command
+def unclaim(engine, task_id, actor, as_json):
+    """Give a claimed task back to its candidate group."""
+    emit(engine.unclaim(task_id, actor), as_json, _task_text)
+
+
+@cli.command()
+@click.argument("task_id", type=int)
+@click.argument("assignee")
+@click.option("--as", "actor", metavar="USER", required=True)
+@json_option
+@engine_command
+def assign(engine, task_id, assignee, actor, as_json):
+    """Assign a task to a member of its candidate group."""
+    emit(engine.assign(task_id, assignee, actor), as_json, _task_text)
+
+
+@cli.command()
+@click.argument("task_id", type=int)
+@click.option("--as", "actor", metavar="USER", required=True)
+@click.option("--data", help="Form data as a JSON object.")
+@json_option
+@engine_command
+def complete(engine, task_id, actor, data, as_json):
+    """Complete a task with its form data; prints the instance afterwards."""
+    emit(engine.complete(task_id, actor, parse_data(data)), as_json, _instance_text)
+
+
+# -- incidents ---------------------------------------------------------------------------------
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="Include resolved incidents.")
+@click.option("--instance", "instance_id", type=int)
+@json_option
+@engine_command
+def incidents(engine, show_all, instance_id, as_json):
+    """List incidents: instances stopped by an error, with task, line and message."""
+    rows = engine.list_incidents(instance_id=instance_id, status=None if show_all else "open")
+    emit(
+        rows,
+        as_json,
+        lambda rs: (
+            "\n".join(
+                f"{i['id']:>5}  instance {i['instance_id']}  {i['element_id'] or '-'}"
+                f"{(' line ' + str(i['line'])) if i['line'] else ''}: {i['message']} [{i['status']}]"
+                for i in rs
+            )
+            or "no incidents"
+        ),
+    )
+
+
+@cli.command()
+@click.argument("incident_id", type=int)
+@click.option("--data", help="Corrected data for the failed task, as a JSON object.")
+@actor_option
+@json_option
+@engine_command
+def retry(engine, incident_id, data, actor, as_json):
+    """Retry the task an incident stopped at (after fixing data or the cause)."""
+    instance = engine.retry_incident(incident_id, actor, parse_data(data))
+    emit(engine.get_instance(instance["id"]), as_json, _instance_text)
+
+
+# -- users -------------------------------------------------------------------------------------
+@cli.group()
+def users():
+    """Manage users and their groups."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--group", "groups_", multiple=True, help="Candidate group (repeatable).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--admin", is_flag=True, help="May act on every task.")
+@click.option("--email")
+@click.option("--display-name")
+@json_option
+@engine_command
+def users_add(engine, name, groups_, password_stdin, admin, email, display_name, as_json):
+    """Add a user, optionally with groups and a password."""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    user = engine.add_user(
+        name, groups_=list(groups_), password=password, is_admin=admin, email=email, display_name=display_name
+    )
+    emit(
+        user.to_dict(),
+        as_json,
+        f"user {user.name} added" + (f" to {', '.join(sorted(user.groups))}" if user.groups else ""),
+    )
+
+
+@users.command("list")
+@json_option
+@engine_command
+def users_list(engine, as_json):
+    """List users and their groups."""
+    rows = [u.to_dict() for u in engine.list_users()]
+    emit(rows, as_json, lambda rs: "\n".join(f"{u['name']:<16} {', '.join(u['groups'])}" for u in rs) or "no users")
+
+
+# -- benchmark ---------------------------------------------------------------------------------
+@cli.command()
+@click.option("--instances", "count", default=300, show_default=True, help="Instances per measurement.")
+@click.option(
+    "--postgres", "postgres_url", help="Also measure on this PostgreSQL server (a scratch database is created)."
+)
+@click.option("--loops", default="10,100,1000", show_default=True, help="Loop counts for the growth measurement.")
+@json_option
+def bench(count, postgres_url, loops, as_json):
+    """Measure durable vs raw in-memory throughput, and completion time as history grows."""
+    from .bench import run_benchmarks
+
+    try:
+        report = run_benchmarks(
+            count=count,
+            postgres_url=postgres_url,
+            loops=[int(x) for x in loops.split(",") if x.strip()],
+            progress=None if as_json else click.echo,
+        )
+    except SdfError as exc:
+        _fail(exc)
+    emit(report, as_json, None)
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The engine object: one per process, built by :func:`build_engine`, passed to every adapter.
+
+It owns the database, the serializer, the definition and workflow caches, the sandboxed
+script engine and the clock, and offers the operations the CLI and the web app call. The
+operations themselves live in small modules by concept (``definitions``, ``instances``,
+``inbox``, ``users``); this class only wires them together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+
+from . import inbox, instances, parsing, users
+from .db import Database
+from .definitions import DefinitionStore, DeployResult
+from .errors import NotFound
+from .instances import list_incidents
+from .schema import utcnow
+from .scripting import create_script_engine
+from .serializer import StateSerializer
+from .settings import Settings, load_settings
+from .transitions import WorkflowCache
+
+
+class Engine:
+    """The Service Delivery Framework engine (no Flask, no Redis)."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow):
+        self.settings = settings
+        self.clock = clock
+        self.db = Database(settings.database_url)
+        self.serializer = StateSerializer()
+        self.definitions = DefinitionStore(self.db, self.serializer)
+        self.workflows = WorkflowCache()
+        self.script_engine = create_script_engine(time_limit=settings.script_time_limit)
+
+    # -- set-up ---------------------------------------------------------------------------
+    def migrate(self) -> None:
+        self.db.upgrade()
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # -- definitions ----------------------------------------------------------------------
+    def validate(self, paths: Iterable[str | Path]) -> list[parsing.CompiledProcess]:
+        return self.definitions.compile(parsing.collect_files(paths))
+
+    def deploy(self, paths: Iterable[str | Path], deployed_by: str | None = None) -> list[DeployResult]:
+        return self.definitions.deploy(parsing.collect_files(paths), deployed_by)
+
+    def list_definitions(self) -> list[dict]:
+        with self.db.read() as conn:
+            return self.definitions.list(conn)
+
+    # -- instances ------------------------------------------------------------------------
+    def start(
+        self, process_id: str, data: dict | None = None, *, business_key: str | None = None, actor: str | None = None
+    ) -> dict:
+        return instances.start(self, process_id, data, business_key=business_key, actor=actor)
+
+    def get_instance(self, instance_id: int) -> dict:
+        return instances.get(self, instance_id)
+
+    def list_instances(self, **filters) -> list[dict]:
+        return instances.list_summaries(self, **filters)
+
+    def suspend(self, instance_id: int, actor: str | None = None) -> dict:
+        return instances.suspend(self, instance_id, actor)
+
+    def resume(self, instance_id: int, actor: str | None = None) -> dict:
+        return instances.resume(self, instance_id, actor)
+
+    def terminate(self, instance_id: int, actor: str | None = None, reason: str | None = None) -> dict:
+        return instances.terminate(self, instance_id, actor, reason)
+
+    def history(self, instance_id: int) -> list[dict]:
+        from . import audit
+
+        self.get_instance(instance_id)
+        with self.db.read() as conn:
+            return audit.history(conn, instance_id)
+
+    # -- incidents ------------------------------------------------------------------------
+    def list_incidents(self, *, instance_id: int | None = None, status: str | None = "open") -> list[dict]:
+        with self.db.read() as conn:
+            return list_incidents(conn, instance_id=instance_id, status=status)
+
+    def retry_incident(self, incident_id: int, actor: str | None = None, data: dict | None = None) -> dict:
+        return instances.retry_incident(self, incident_id, actor, data)
+
+    # -- inbox ----------------------------------------------------------------------------
+    def list_tasks(self, **filters) -> list[dict]:
+        return inbox.list_tasks(self, **filters)
+
+    def get_task(self, task_id: int) -> dict:
+        return inbox.get_task(self, task_id)
+
+    def claim(self, task_id: int, user: str) -> dict:
+        return inbox.claim(self, task_id, user)
+
+    def unclaim(self, task_id: int, user: str) -> dict:
+        return inbox.unclaim(self, task_id, user)
+
+    def assign(self, task_id: int, assignee: str, user: str) -> dict:
+        return inbox.assign(self, task_id, assignee, user)
+
+    def complete(self, task_id: int, user: str, data: dict | None = None) -> dict:
+        return inbox.complete(self, task_id, user, data)
+
+    def inbox_rows(self, conn, where) -> list[dict]:
+        return inbox.rows(conn, where)
+
+    # -- users ----------------------------------------------------------------------------
+    def add_user(self, name: str, **kwargs) -> users.User:
+        with self.db.write() as conn:
+            return users.add_user(conn, name, **kwargs)
+
+    def list_users(self) -> list[users.User]:
+        with self.db.read() as conn:
+            return users.list_users(conn)
+
+    def require_user(self, conn, name: str) -> users.User:
+        user = users.find_user(conn, name)
+        if user is None:
+            raise NotFound(f"unknown user {name!r}; add it with `sdf users add {name}`", user=name)
+        return user
+
+
+def build_engine(settings: Settings | None = None, **kwargs) -> Engine:
+    """Build an engine from settings (default: the ``SDF_*`` environment)."""
+    return Engine(settings or load_settings(), **kwargs)

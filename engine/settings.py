@@ -1,0 +1,78 @@
+"""Settings read from ``SDF_*`` environment variables, declared once as data.
+
+Each setting has a name, a default and a help text; ``sdf settings`` (and the docs) print the
+table, so there is exactly one place that says what can be configured.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str | None
+    help: str
+    kind: type = str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "DATABASE_URL",
+        None,
+        "SQLAlchemy URL. Default: a SQLite file sdf.db in the working directory. "
+        "PostgreSQL: postgresql+psycopg://user@host/db",
+    ),
+    Setting("REDIS_URL", None, "Redis URL for rq workers; unset means jobs run in-process."),
+    Setting("PROCESSES_DIR", "processes", "Folder of BPMN/DMN/form files deployed by `sdf init`."),
+    Setting("SECRET_KEY", None, "Secret for signing web sessions and tokens (required for `sdf serve`)."),
+    Setting("SCRIPT_TIME_LIMIT", "2.0", "Seconds a BPMN script or condition may run before it is stopped.", float),
+    Setting(
+        "ENGINE_STEP_LIMIT",
+        "10000",
+        "Engine steps one advance may take before the instance is stopped with an incident "
+        "(guards against endless loops without a wait state).",
+        int,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; build with :func:`load_settings` (tests pass overrides)."""
+
+    database_url: str
+    redis_url: str | None
+    processes_dir: Path
+    secret_key: str | None
+    script_time_limit: float
+    engine_step_limit: int
+    extra: dict = field(default_factory=dict)
+
+
+def _convert(setting: Setting, raw: str | None):
+    if raw is None or setting.kind is str:
+        return raw
+    try:
+        return setting.kind(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"SDF_{setting.name}={raw!r} is not a valid {setting.kind.__name__}") from exc
+
+
+def load_settings(environ: dict | None = None, **overrides) -> Settings:
+    """Read every declared setting from ``environ`` (default: the process environment)."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for setting in SETTINGS:
+        raw = environ.get(f"SDF_{setting.name}") or setting.default
+        values[setting.name.lower()] = _convert(setting, raw)
+    values.update(overrides)
+    if not values["database_url"]:
+        values["database_url"] = f"sqlite:///{Path.cwd() / 'sdf.db'}"
+    values["processes_dir"] = Path(values["processes_dir"])
+    return Settings(**values)

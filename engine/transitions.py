@@ -1,0 +1,489 @@
+"""One change of one instance, done as a single locked and versioned transaction.
+
+Every state change (start, complete a task, suspend, terminate, retry, fire a timer) goes
+through :class:`Transition`: lock the instance row (``BEGIN IMMEDIATE`` on SQLite, ``SELECT
+... FOR UPDATE`` on PostgreSQL), load the workflow (from the in-process cache when its
+version matches the row), apply the change, advance the engine, then write the new state,
+the inbox rows that changed, the audit events and any incident in the same transaction. The
+UPDATE also compares ``lock_version``, so a writer that somehow raced ends with a conflict
+instead of overwriting. SpiffWorkflow objects are not thread-safe: a cached workflow is taken
+out of the cache while a transition uses it and put back only after a successful commit.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from threading import Lock
+
+import sqlalchemy as sa
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.util.task import TaskState
+
+from . import audit, fastsql, humantasks, jsonutil
+from .audit import AuditEvent, EventType
+from .errors import Conflict, NotFound
+from .runner import Failure, advance, all_tasks
+from .schema import human_tasks, incidents
+from .status import IncidentStatus, InstanceStatus, TaskStatus, task_is_active
+
+_HEAD = "id, definition_id, process_id, business_key, status, lock_version"
+LOCK_INSTANCE = {
+    "sqlite": fastsql.Statement(f"SELECT {_HEAD} FROM instances WHERE id = :instance_id"),
+    "postgresql": fastsql.Statement(f"SELECT {_HEAD} FROM instances WHERE id = :instance_id FOR UPDATE"),
+}
+LOAD_STATE = fastsql.Statement("SELECT state FROM instances WHERE id = :instance_id")
+SAVE_INSTANCE = fastsql.Statement("""
+    UPDATE instances SET lock_version = :new_version, status = :status, state = :state, data = :data,
+        updated_at = :updated_at, ended_at = :ended_at, wake_at = :wake_at
+    WHERE id = :b_id AND lock_version = :b_version""")
+INSERT_INSTANCE = fastsql.Statement("""
+    INSERT INTO instances (definition_id, process_id, business_key, status, lock_version, state, data,
+        started_by, started_at, updated_at, ended_at, wake_at)
+    VALUES (:definition_id, :process_id, :business_key, :status, :lock_version, :state, :data,
+        :started_by, :started_at, :updated_at, :ended_at, :wake_at)
+    RETURNING id""")
+MARK_COMPLETED = fastsql.Statement("""
+    UPDATE human_tasks SET status = 'completed', completed_at = :completed_at, completed_by = :completed_by,
+        assignee = COALESCE(assignee, :completed_by)
+    WHERE id = :b_id AND status IN ('open', 'claimed')""")
+INSERT_TASK = fastsql.Statement("""
+    INSERT INTO human_tasks (instance_id, spiff_task_id, element_id, title, candidate_group, assignee, priority,
+        due_at, follow_up_at, status, form, instructions, created_at)
+    VALUES (:instance_id, :spiff_task_id, :element_id, :title, :candidate_group, :assignee, :priority,
+        :due_at, :follow_up_at, :status, :form, :instructions, :created_at)
+    RETURNING id""")
+OPEN_TASKS = (
+    sa.select(human_tasks)
+    .where(human_tasks.c.instance_id == sa.bindparam("instance_id"), task_is_active(human_tasks.c.status))
+    .order_by(human_tasks.c.priority.desc(), human_tasks.c.id)
+)
+OPEN_INCIDENT = (
+    sa.select(incidents.c.id)
+    .where(incidents.c.instance_id == sa.bindparam("instance_id"), incidents.c.status == IncidentStatus.OPEN.value)
+    .limit(1)
+)
+
+
+class WorkflowCache:
+    """Recently used workflow objects keyed by instance id and row version."""
+
+    def __init__(self, size: int = 512):
+        self._items: OrderedDict[int, tuple[int, object]] = OrderedDict()
+        self._size = size
+        self._lock = Lock()
+
+    def take(self, instance_id: int, version: int):
+        with self._lock:
+            found = self._items.pop(instance_id, None)
+        return found[1] if found is not None and found[0] == version else None
+
+    def put(self, instance_id: int, version: int, workflow) -> None:
+        with self._lock:
+            self._items[instance_id] = (version, workflow)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def drop(self, instance_id: int) -> None:
+        with self._lock:
+            self._items.pop(instance_id, None)
+
+
+@dataclass
+class Transition:
+    """The working set of one change: what is read, and what will be written."""
+
+    engine: object
+    conn: object
+    row: object
+    definition: object
+    workflow: object
+    actor: str | None
+    now: datetime
+    events: list[AuditEvent] = field(default_factory=list)
+    human_before: dict = field(default_factory=dict)
+    failure: Failure | None = None
+    saved_status: InstanceStatus | None = None
+    saved_data: dict | None = None
+    status_override: InstanceStatus | None = None
+    completed_task: tuple | None = None  # (row id, actor, data) of the human task completed here
+    completed_spiff_id: str | None = None
+    new_tasks: list = field(default_factory=list)  # (row id, HumanTaskInfo) inserted by this transition
+
+    @property
+    def instance_id(self) -> int:
+        return self.row.id
+
+    def record(
+        self,
+        type_: str,
+        *,
+        element_id: str | None = None,
+        task_id: int | None = None,
+        data: dict | None = None,
+        actor: str | None = None,
+    ) -> None:
+        self.events.append(
+            AuditEvent(
+                type_,
+                self.now,
+                self.instance_id,
+                task_id,
+                element_id,
+                actor if actor is not None else self.actor,
+                data or {},
+            )
+        )
+
+    def run_engine(self) -> None:
+        """Advance the workflow; a failure is kept and becomes an incident on save."""
+        if self.failure is None:
+            self.failure = advance(
+                self.workflow, step_limit=self.engine.settings.engine_step_limit, on_step=self._on_step
+            )
+
+    def _on_step(self, task) -> None:
+        spec = task.task_spec
+        if spec.manual or not getattr(spec, "bpmn_id", None):
+            return
+        if len(spec.outputs) > 1:
+            taken = [
+                c.task_spec.bpmn_id
+                for c in task.children
+                if c.has_state(TaskState.DEFINITE_MASK | TaskState.FINISHED_MASK)
+            ]
+            self.record(EventType.GATEWAY_DECISION, element_id=spec.bpmn_id, data={"taken": taken}, actor="engine")
+        elif spec.bpmn_name or type(spec).__name__ in _ACTIVITY_SPECS:
+            self.record(
+                EventType.ACTIVITY_COMPLETED,
+                element_id=spec.bpmn_id,
+                data={"type": type(spec).__name__},
+                actor="engine",
+            )
+
+
+_ACTIVITY_SPECS = {"ScriptTask", "ServiceTask", "BusinessRuleTask", "CallActivity", "SubWorkflowTask"}
+
+
+def lock_instance(engine, conn, instance_id: int):
+    row = fastsql.fetch_one(conn, LOCK_INSTANCE[conn.dialect.name], {"instance_id": instance_id})
+    if row is None:
+        raise NotFound(f"unknown instance {instance_id}", instance_id=instance_id)
+    return row
+
+
+def open_transition(engine, conn, row, actor: str | None) -> Transition:
+    definition = engine.definitions.get(conn, row.definition_id)
+    workflow = engine.workflows.take(row.id, row.lock_version)
+    if workflow is None:
+        state = fastsql.fetch_one(conn, LOAD_STATE, {"instance_id": row.id})[0]
+        workflow = engine.serializer.load_state(state, definition.spec, definition.subprocess_specs)
+        workflow.script_engine = engine.script_engine
+    tr = Transition(engine, conn, row, definition, workflow, actor, engine.clock())
+    tr.human_before = humantasks.ready_human_tasks(workflow)
+    return tr
+
+
+def save(tr: Transition) -> int:
+    """Write everything the transition changed; return the new row version."""
+    status = instance_status(tr)
+    values = _instance_values(tr, status)
+    changed = fastsql.execute(
+        tr.conn,
+        SAVE_INSTANCE,
+        {"b_id": tr.instance_id, "b_version": tr.row.lock_version, "new_version": tr.row.lock_version + 1, **values},
+    )
+    if changed != 1:
+        raise Conflict(f"instance {tr.instance_id} was changed by someone else; try again", instance_id=tr.instance_id)
+    _finish(tr, status)
+    return tr.row.lock_version + 1
+
+
+def insert_instance(tr: Transition) -> int:
+    """First save of a new instance (``tr.row`` is a placeholder without id)."""
+    status = instance_status(tr)
+    values = _instance_values(tr, status)
+    values.update(
+        definition_id=tr.definition.id,
+        process_id=tr.definition.process_id,
+        business_key=tr.row.business_key,
+        started_by=tr.actor,
+        started_at=fastsql.db_time(tr.conn, tr.now),
+        lock_version=1,
+    )
+    instance_id = fastsql.insert_returning_id(tr.conn, INSERT_INSTANCE, values)
+    tr.row = _Row(id=instance_id, lock_version=0, business_key=tr.row.business_key, process_id=tr.definition.process_id)
+    for event in tr.events:
+        event.instance_id = instance_id
+    _finish(tr, status)
+    return 1
+
+
+@dataclass
+class _Row:
+    id: int | None
+    lock_version: int
+    business_key: str | None = None
+    status: str = InstanceStatus.RUNNING.value
+    process_id: str | None = None
+
+
+def new_row(business_key: str | None) -> _Row:
+    return _Row(id=None, lock_version=0, business_key=business_key)
+
+
+def _instance_values(tr: Transition, status: InstanceStatus) -> dict:
+    wf = tr.workflow
+    final = status.is_final
+    tr.saved_status = status
+    tr.saved_data = current_data(wf)
+    conn = tr.conn
+    return {
+        "status": status.value,
+        "state": tr.engine.serializer.dump_state(wf),
+        "data": jsonutil.dumps(tr.saved_data),
+        "updated_at": fastsql.db_time(conn, tr.now),
+        "ended_at": fastsql.db_time(conn, tr.now) if final else None,
+        "wake_at": None if final else fastsql.db_time(conn, next_timer_due(wf)),
+    }
+
+
+def _finish(tr: Transition, status: InstanceStatus) -> None:
+    _sync_human_tasks(tr)
+    if tr.failure is not None:
+        _raise_incident(tr)
+    if status == InstanceStatus.COMPLETED and tr.row.status != InstanceStatus.COMPLETED.value:
+        tr.record(EventType.INSTANCE_COMPLETED, actor="engine")
+    audit.write(tr.conn, tr.events)
+
+
+def instance_status(tr: Transition) -> InstanceStatus:
+    if tr.status_override is not None:
+        return tr.status_override
+    wf = tr.workflow
+    if wf.is_completed():
+        return InstanceStatus.COMPLETED
+    if tr.failure is not None or _has_open_incident(tr):
+        return InstanceStatus.ERROR
+    if any(t.state == TaskState.READY and t.task_spec.manual for t in all_tasks(wf)):
+        return InstanceStatus.RUNNING
+    return InstanceStatus.WAITING
+
+
+def _has_open_incident(tr: Transition) -> bool:
+    if tr.row.id is None or tr.row.status not in (InstanceStatus.ERROR.value, InstanceStatus.SUSPENDED.value):
+        return False
+    return tr.conn.execute(OPEN_INCIDENT, {"instance_id": tr.instance_id}).first() is not None
+
+
+def current_data(workflow) -> dict:
+    """The process data as of the latest step (the end data once completed)."""
+    if workflow.is_completed():
+        return dict(workflow.data)
+    last = workflow.last_task
+    if last is None:
+        return {}
+    return {k: v for k, v in last.data.items() if not k.startswith("_")}
+
+
+def next_timer_due(workflow) -> datetime | None:
+    """Earliest due time of a waiting timer (the scheduler wakes the instance then)."""
+    due = []
+    for task in all_tasks(workflow):
+        if task.state != TaskState.WAITING or not isinstance(task.task_spec, CatchingEvent):
+            continue
+        value = task.internal_data.get("event_value")
+        definition = task.task_spec.event_definition
+        if value is None or not isinstance(definition, TimerEventDefinition):
+            continue
+        if isinstance(value, dict):
+            if value.get("cycles") == 0:
+                continue
+            value = value["next"]
+        try:
+            due.append(TimerEventDefinition.get_datetime(value))
+        except (TypeError, ValueError):
+            continue
+    return min(due) if due else None
+
+
+def _sync_human_tasks(tr: Transition) -> None:
+    after = {} if tr.status_override == InstanceStatus.TERMINATED else humantasks.ready_human_tasks(tr.workflow)
+    completed_id = tr.completed_task[0] if tr.completed_task else None
+    if completed_id is not None:
+        _mark_completed(tr)
+    gone = [sid for sid in tr.human_before if sid not in after and sid != tr.completed_spiff_id]
+    if gone:
+        _cancel_tasks(tr, gone, completed_id)
+    new = [after[sid] for sid in after if sid not in tr.human_before]
+    if new:
+        _insert_tasks(tr, new)
+
+
+def _mark_completed(tr: Transition) -> None:
+    task_id, actor, _data = tr.completed_task
+    changed = fastsql.execute(
+        tr.conn,
+        MARK_COMPLETED,
+        {"b_id": task_id, "completed_at": fastsql.db_time(tr.conn, tr.now), "completed_by": actor},
+    )
+    if changed != 1:
+        raise Conflict(f"task {task_id} was already completed", task_id=task_id)
+
+
+def _cancel_tasks(tr: Transition, spiff_ids: list[str], completed_id: int | None) -> None:
+    rows = tr.conn.execute(
+        sa.select(human_tasks.c.id, human_tasks.c.element_id).where(
+            human_tasks.c.spiff_task_id.in_(spiff_ids), task_is_active(human_tasks.c.status)
+        )
+    ).all()
+    rows = [r for r in rows if r.id != completed_id]
+    if not rows:
+        return
+    tr.conn.execute(
+        human_tasks.update()
+        .where(human_tasks.c.id.in_([r.id for r in rows]))
+        .values(status=TaskStatus.CANCELLED.value, completed_at=tr.now)
+    )
+    for r in rows:
+        tr.record(EventType.TASK_CANCELLED, task_id=r.id, element_id=r.element_id, actor="engine")
+
+
+def _insert_tasks(tr: Transition, tasks: list) -> None:
+    infos = [humantasks.describe(t, tr.now) for t in tasks]
+    at = functools.partial(fastsql.db_time, tr.conn)
+    ids = {
+        i.spiff_task_id: fastsql.insert_returning_id(
+            tr.conn,
+            INSERT_TASK,
+            {
+                "instance_id": tr.instance_id,
+                "spiff_task_id": i.spiff_task_id,
+                "element_id": i.element_id,
+                "title": i.title,
+                "candidate_group": i.candidate_group,
+                "assignee": None,
+                "priority": i.priority,
+                "due_at": at(i.due_at),
+                "follow_up_at": at(i.follow_up_at),
+                "status": TaskStatus.OPEN.value,
+                "form": i.form,
+                "instructions": i.instructions,
+                "created_at": at(tr.now),
+            },
+        )
+        for i in infos
+    }
+    tr.new_tasks.extend((ids[i.spiff_task_id], i) for i in infos)
+    for info in infos:
+        tr.record(
+            EventType.TASK_CREATED,
+            task_id=ids.get(info.spiff_task_id),
+            element_id=info.element_id,
+            actor="engine",
+            data={"title": info.title, "candidate_group": info.candidate_group},
+        )
+
+
+def _raise_incident(tr: Transition) -> None:
+    f = tr.failure
+    task_id = str(f.task.id) if f.task is not None else None
+    incident_id = tr.conn.execute(
+        incidents.insert().values(
+            instance_id=tr.instance_id,
+            spiff_task_id=task_id,
+            element_id=f.element_id,
+            kind=f.kind,
+            message=f.message,
+            line=f.line,
+            details=f.details,
+            status=IncidentStatus.OPEN.value,
+            created_at=tr.now,
+        )
+    ).inserted_primary_key[0]
+    tr.record(
+        EventType.INCIDENT_RAISED,
+        element_id=f.element_id,
+        actor="engine",
+        data={"incident_id": incident_id, "kind": f.kind, "message": f.message, "line": f.line},
+    )
+
+
+def result(tr: Transition, version: int) -> dict:
+    """The instance as the caller sees it after this transition, read inside the transaction."""
+    row = tr.row
+    if tr.human_before and set(tr.human_before) - {tr.completed_spiff_id} or tr.status_override:
+        tasks = [_task_dict(t, row) for t in tr.conn.execute(OPEN_TASKS, {"instance_id": tr.instance_id})]
+    else:  # nothing else was open: the open tasks are exactly the ones inserted now
+        tasks = [_new_task_dict(task_id, info, tr) for task_id, info in tr.new_tasks]
+    status = tr.saved_status
+    open_incidents = []
+    if status == InstanceStatus.ERROR:
+        from .instances import list_incidents
+
+        open_incidents = list_incidents(tr.conn, instance_id=tr.instance_id, status=IncidentStatus.OPEN.value)
+    return {
+        "id": tr.instance_id,
+        "process_id": tr.definition.process_id,
+        "version": tr.definition.version,
+        "status": status.value,
+        "business_key": row.business_key,
+        "data": tr.saved_data,
+        "tasks": tasks,
+        "incidents": open_incidents,
+        "lock_version": version,
+    }
+
+
+def _task_dict(t, row) -> dict:
+    iso = _iso
+    return {
+        "id": t.id,
+        "instance_id": t.instance_id,
+        "element_id": t.element_id,
+        "title": t.title,
+        "candidate_group": t.candidate_group,
+        "assignee": t.assignee,
+        "status": t.status,
+        "priority": t.priority,
+        "due_at": iso(t.due_at),
+        "follow_up_at": iso(t.follow_up_at),
+        "form": t.form,
+        "instructions": t.instructions,
+        "process_id": row.process_id,
+        "business_key": row.business_key,
+        "created_at": iso(t.created_at),
+        "claimed_at": iso(t.claimed_at),
+        "completed_at": iso(t.completed_at),
+        "completed_by": t.completed_by,
+    }
+
+
+def _new_task_dict(task_id: int, info, tr: Transition) -> dict:
+    return {
+        "id": task_id,
+        "instance_id": tr.instance_id,
+        "element_id": info.element_id,
+        "title": info.title,
+        "candidate_group": info.candidate_group,
+        "assignee": None,
+        "status": TaskStatus.OPEN.value,
+        "priority": info.priority,
+        "due_at": _iso(info.due_at),
+        "follow_up_at": _iso(info.follow_up_at),
+        "form": info.form,
+        "instructions": info.instructions,
+        "process_id": tr.definition.process_id,
+        "business_key": tr.row.business_key,
+        "created_at": tr.now.isoformat(),
+        "claimed_at": None,
+        "completed_at": None,
+        "completed_by": None,
+    }
+
+
+def _iso(value):
+    return value.isoformat() if value is not None else None
