@@ -17,8 +17,8 @@ def field_errors(validator, data: dict) -> list[dict]:
 
 def _field(error) -> str:
     path = [str(p) for p in error.absolute_path]
-    if error.validator == "required":
-        missing = [name for name in error.validator_value if name not in (error.instance or {})]
+    if error.validator == "required":  # one error per missing property; its message names it
+        missing = [name for name in error.validator_value if error.message.startswith(repr(name))]
         if missing:
             path.append(missing[0])
     elif error.validator == "additionalProperties" and isinstance(error.instance, dict):

@@ -1,0 +1,88 @@
+"""One writer per instance: simultaneous completions on real, separate connections.
+
+Each contender has its own engine (own connection pool and workflow cache), like two server
+processes; a barrier releases them together. Exactly one completion may win, the other must
+get a Conflict, and the instance must hold exactly one downstream task.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import sqlalchemy as sa
+
+from engine.errors import Conflict
+from engine.schema import human_tasks
+from tests.conftest import make_engine, only_task
+
+APPROVAL = "engine/bench/approval.bpmn"
+ROUNDS = 8
+
+
+def race(url: str, contenders: list[tuple], action) -> list:
+    engines = [make_engine(url) for _ in contenders]
+    barrier = threading.Barrier(len(contenders))
+    results: list = [None] * len(contenders)
+
+    def run(i):
+        barrier.wait()
+        try:
+            results[i] = ("ok", action(engines[i], *contenders[i]))
+        except Conflict as exc:
+            results[i] = ("conflict", exc.message)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            results[i] = ("error", repr(exc))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(contenders))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for e in engines:
+        e.close()
+    return results
+
+
+def test_two_people_complete_the_same_task_at_once(team, database_url):
+    team.add_user("pia", groups_=["project_manager"])
+    team.deploy([APPROVAL])
+    for _ in range(ROUNDS):
+        instance = team.start("bench_approval", {})
+        task_id = only_task(instance)["id"]
+        results = race(database_url, [("pat", {"doc": "a"}), ("pia", {"doc": "b"})],
+                       lambda eng, user, data: eng.complete(task_id, user, data))
+        outcomes = sorted(r[0] for r in results)
+        assert outcomes == ["conflict", "ok"], results
+        after = team.get_instance(instance["id"])
+        assert [t["element_id"] for t in after["tasks"]] == ["review"]
+        winner = next(r[1] for r in results if r[0] == "ok")
+        assert after["data"]["doc"] == winner["data"]["doc"]
+        with team.db.read() as conn:
+            rows = conn.execute(sa.select(human_tasks.c.element_id, human_tasks.c.status)
+                                .where(human_tasks.c.instance_id == instance["id"])).all()
+        assert sorted(rows) == [("review", "open"), ("submit", "completed")]
+
+
+def test_two_people_claim_the_same_task_at_once(team, database_url):
+    team.add_user("pia", groups_=["project_manager"])
+    team.deploy([APPROVAL])
+    for _ in range(ROUNDS):
+        task_id = only_task(team.start("bench_approval", {}))["id"]
+        results = race(database_url, [("pat",), ("pia",)], lambda eng, user: eng.claim(task_id, user))
+        assert sorted(r[0] for r in results) == ["conflict", "ok"], results
+        winner = next(r[1] for r in results if r[0] == "ok")
+        assert team.get_task(task_id)["assignee"] == winner["assignee"]
+
+
+def test_parallel_branches_completed_at_once_both_count(team, database_url):
+    """Different tasks of one instance: both succeed (one waits for the other), the join fires once."""
+    from tests.conftest import BPMN
+
+    team.deploy([BPMN / "parallel_loop.bpmn"])
+    for _ in range(ROUNDS // 2):
+        instance = team.start("parallel_loop", {"repeat": False})
+        tasks = {t["element_id"]: t["id"] for t in instance["tasks"]}
+        results = race(database_url, [("quinn", tasks["qa"]), ("casey", tasks["client_check"])],
+                       lambda eng, user, task_id: eng.complete(task_id, user, {}))
+        assert [r[0] for r in results] == ["ok", "ok"], results
+        assert team.get_instance(instance["id"])["status"] == "completed"

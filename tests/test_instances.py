@@ -1,0 +1,106 @@
+"""Instances: start data and business key, statuses, suspend/resume/terminate, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from engine.errors import InvalidInput, InvalidState, NotFound
+from engine.schema import instances
+from tests.conftest import BPMN, only_task
+
+APPROVAL = "engine/bench/approval.bpmn"
+
+
+@pytest.fixture
+def approval(team):
+    team.deploy([APPROVAL])
+    return team
+
+
+def test_start_keeps_data_and_business_key_and_opens_the_first_task(approval):
+    instance = approval.start("bench_approval", {"client": "ACME"}, business_key="ACME-7", actor="pat")
+    assert instance["status"] == "running"
+    assert instance["business_key"] == "ACME-7"
+    assert instance["data"] == {"client": "ACME"}
+    task = only_task(instance)
+    assert (task["element_id"], task["candidate_group"], task["status"]) == ("submit", "project_manager", "open")
+    listed = approval.list_instances(business_key="ACME-7")
+    assert [i["id"] for i in listed] == [instance["id"]]
+
+
+def test_state_is_stored_without_the_spec(approval):
+    instance = approval.start("bench_approval", {})
+    with approval.db.read() as conn:
+        state = conn.execute(sa.select(instances.c.state).where(instances.c.id == instance["id"])).scalar()
+    assert '"spec"' not in state and "subprocess_specs" not in state
+    assert len(state) < 8000
+
+
+def test_instance_survives_a_new_engine(approval, database_url):
+    """Nothing lives only in memory: a second engine (another process) continues the instance."""
+    from tests.conftest import make_engine
+
+    instance = approval.start("bench_approval", {"x": 1})
+    approval.complete(only_task(instance)["id"], "pat", {"doc": "d"})
+    other = make_engine(database_url)
+    try:
+        loaded = other.get_instance(instance["id"])
+        after = other.complete(only_task(loaded)["id"], "quinn", {"approved": False})
+    finally:
+        other.close()
+    assert after["status"] == "completed"
+    assert after["data"] == {"x": 1, "doc": "d", "approved": False}
+
+
+def test_suspend_blocks_work_until_resumed(approval):
+    instance = approval.start("bench_approval", {})
+    task = only_task(instance)
+    assert approval.suspend(instance["id"], "dana")["status"] == "suspended"
+    with pytest.raises(InvalidState, match="suspended"):
+        approval.complete(task["id"], "pat", {})
+    with pytest.raises(InvalidState, match="suspended"):
+        approval.claim(task["id"], "pat")
+    with pytest.raises(InvalidState):
+        approval.suspend(instance["id"], "dana")
+    assert approval.resume(instance["id"], "dana")["status"] == "running"
+    assert approval.complete(task["id"], "pat", {})["status"] == "running"
+
+
+def test_terminate_cancels_open_tasks(approval):
+    instance = approval.start("bench_approval", {})
+    task = only_task(instance)
+    after = approval.terminate(instance["id"], "dana", reason="client cancelled the project")
+    assert after["status"] == "terminated"
+    assert after["tasks"] == []
+    assert approval.get_task(task["id"])["status"] == "cancelled"
+    assert approval.list_tasks(user="pat") == []
+    with pytest.raises(InvalidState):
+        approval.resume(instance["id"])
+    history = [e["type"] for e in approval.history(instance["id"])]
+    assert history[-2:] == ["instance_terminated", "task_cancelled"]
+
+
+def test_unknown_ids_are_not_found(approval):
+    with pytest.raises(NotFound):
+        approval.get_instance(4242)
+    with pytest.raises(NotFound):
+        approval.suspend(4242)
+    with pytest.raises(NotFound):
+        approval.complete(4242, "pat", {})
+    with pytest.raises(NotFound):
+        approval.retry_incident(4242)
+
+
+def test_start_data_must_be_an_object(approval):
+    with pytest.raises(InvalidInput):
+        approval.start("bench_approval", ["not", "an", "object"])
+    with pytest.raises(NotFound, match="unknown user"):
+        approval.start("bench_approval", {}, actor="nobody")
+
+
+def test_instance_in_a_call_activity_shows_the_child_task(team):
+    team.deploy([BPMN / "child.bpmn", BPMN / "parent.bpmn"])
+    instance = team.start("project_intake", {"project": "P1"})
+    assert only_task(instance)["element_id"] == "assess"
+    assert team.get_instance(instance["id"])["status"] == "running"
