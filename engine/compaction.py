@@ -20,13 +20,17 @@ from __future__ import annotations
 from SpiffWorkflow.util.task import TaskState
 
 KEEP_MASK = TaskState.NOT_FINISHED_MASK | TaskState.ERROR
+MIN_TASKS = 40  # below this a tree is cheap to walk: leave it alone
 
 
-def prune_history(workflow) -> int:
-    """Prune the top workflow and every subworkflow; return how many tasks were removed."""
-    removed = _prune_one(workflow)
+def prune_history(workflow, min_tasks: int = MIN_TASKS) -> int:
+    """Prune the top workflow and every subworkflow that holds at least ``min_tasks`` tasks.
+
+    Returns how many tasks were removed.
+    """
+    removed = _prune_one(workflow) if len(workflow.tasks) >= min_tasks else 0
     for sub in list(workflow.subprocesses.values()):
-        if not sub.completed:
+        if not sub.completed and len(sub.tasks) >= min_tasks:
             removed += _prune_one(sub)
     removed += _drop_orphan_subprocesses(workflow)
     return removed

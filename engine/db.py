@@ -81,7 +81,7 @@ def _install_sqlite_hooks(engine: sa.Engine) -> None:
     def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000", "wal_autocheckpoint=10000"):
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
 

@@ -97,15 +97,18 @@ def _mark_error(task) -> None:
         task._set_state(TaskState.ERROR)
 
 
+LIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
+
+
 def detect_stall(workflow) -> Failure | None:
     """A running workflow must have something to wait for; otherwise report where it is stuck."""
-    if workflow.is_completed():
-        return None
-    stuck = _automatic_ready(workflow)
-    if stuck:
-        return _failure("stall", "the engine stopped advancing with automatic work left", stuck[0])
-    live = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
-    if any(t.has_state(live) for t in all_tasks(workflow)):
+    waiting = False
+    for task in all_tasks(workflow):
+        state = task._state
+        if state == TaskState.READY and not task.task_spec.manual:
+            return _failure("stall", "the engine stopped advancing with automatic work left", task)
+        waiting = waiting or bool(state & LIVE)
+    if waiting or workflow.is_completed():
         return None
     return _failure("stall", "the process has nothing left to do or wait for, but has not reached an end event")
 

@@ -618,11 +618,14 @@ class SandboxedEnvironment(BasePythonScriptEngineEnvironment):
             if err.line is None:
                 err.line = err.context["line"] = _script_line(err)
             raise
-        except (Exception, KeyboardInterrupt):
-            raise
-        except BaseException as err:  # e.g. raise ValueError.mro()[-2]() - must not end the worker
+        except BaseException as err:
+            # A script can reach BaseException itself (ValueError.mro()[-2]); raised, it would pass
+            # through SpiffWorkflow's `except Exception` and stop the worker. Other BaseExceptions
+            # (KeyboardInterrupt, SystemExit from a signal handler) are not the script's: re-raise.
+            if type(err) is not BaseException:
+                raise
             line = _script_line(err)
-            raise ScriptError(f"the {kind} raised {type(err).__name__}, which is not allowed", line=line) from err
+            raise ScriptError(f"the {kind} raised BaseException, which is not allowed", line=line) from err
 
     @staticmethod
     def _write_back(context: dict, namespace: dict, external_context: Mapping) -> None:
