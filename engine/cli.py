@@ -12,9 +12,10 @@ import functools
 import sys
 
 import click
+import sqlalchemy as sa
 
 from . import jsonutil
-from .errors import DefinitionInvalid, SdfError
+from .errors import DefinitionInvalid, FormValidationError, SdfError
 from .runtime import build_engine
 from .settings import SETTINGS
 
@@ -26,13 +27,18 @@ def _fail(exc: SdfError) -> None:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         click.echo(f"error: {len(exc.problems)} problem(s); nothing was deployed", err=True)
+    elif isinstance(exc, FormValidationError):
+        fields = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
+        click.echo(f"error: the form is not valid: {fields}", err=True)
     else:
         click.echo(f"error: {exc.message}", err=True)
     sys.exit(EXIT_FAILURE)
 
 
-def engine_command(func):
+def engine_command(func=None, *, needs_schema: bool = True):
     """Build the engine for the command, translate domain errors into exit codes."""
+    if func is None:
+        return functools.partial(engine_command, needs_schema=needs_schema)
 
     @functools.wraps(func)
     @click.pass_context
@@ -42,9 +48,14 @@ def engine_command(func):
         try:
             if owned:
                 engine = build_engine()
+            if needs_schema:
+                engine.require_schema()
             return func(engine, *args, **kwargs)
         except SdfError as exc:
             _fail(exc)
+        except sa.exc.OperationalError as exc:
+            label = engine.database_label if engine is not None else "(unknown)"
+            _fail(SdfError(f"database error on {label}: {str(exc.orig).strip().splitlines()[0]}"))
         finally:
             if owned and engine is not None:
                 engine.close()
@@ -76,7 +87,7 @@ def cli(ctx):
 
 # -- set-up ------------------------------------------------------------------------------------
 @cli.command()
-@engine_command
+@engine_command(needs_schema=False)
 def migrate(engine):
     """Create or upgrade the database schema."""
     engine.migrate()
@@ -85,7 +96,7 @@ def migrate(engine):
 
 @cli.command()
 @click.option("--demo/--no-demo", default=True, help="Add demo users (password 'demo-password').")
-@engine_command
+@engine_command(needs_schema=False)
 def init(engine, demo):
     """Set up everything: migrate, deploy SDF_PROCESSES_DIR, add demo users."""
     from .bootstrap import initialise
@@ -106,7 +117,7 @@ def show_settings():
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @json_option
-@engine_command
+@engine_command(needs_schema=False)
 def validate(engine, paths, as_json):
     """Check BPMN/DMN/form files without deploying them."""
     try:

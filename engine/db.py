@@ -66,6 +66,20 @@ class Database:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
+    def schema_revision(self) -> str | None:
+        """The applied migration, or None when the database has no schema yet."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+    def head_revision(self) -> str:
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        return ScriptDirectory.from_config(cfg).get_current_head()
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -81,7 +95,13 @@ def _install_sqlite_hooks(engine: sa.Engine) -> None:
     def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000", "wal_autocheckpoint=10000"):
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+            "busy_timeout=30000",
+            "wal_autocheckpoint=10000",
+        ):
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
 

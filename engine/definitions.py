@@ -90,8 +90,11 @@ class DefinitionStore:
 
     # -- deploy -------------------------------------------------------------------------
     def compile(self, bundle: parsing.Bundle) -> list[parsing.CompiledProcess]:
-        with self.db.read() as conn:
-            deployed = set(conn.execute(sa.select(definitions.c.process_id).distinct()).scalars())
+        try:
+            with self.db.read() as conn:
+                deployed = set(conn.execute(sa.select(definitions.c.process_id).distinct()).scalars())
+        except sa.exc.DBAPIError:  # no schema yet: validate the files on their own
+            deployed = set()
         return parsing.compile_bundle(bundle, deployed_ids=deployed, resolve_external=self._resolve_external)
 
     def deploy(self, bundle: parsing.Bundle, deployed_by: str | None = None) -> list[DeployResult]:
@@ -159,7 +162,7 @@ class DefinitionStore:
         with self.db.read() as conn:
             try:
                 found = self.latest(conn, process_id)
-            except NotFound:
+            except (NotFound, sa.exc.DBAPIError):
                 return None
         return found.spec, found.subprocess_specs, found.forms
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from . import inbox, instances, parsing, users
 from .db import Database
 from .definitions import DefinitionStore, DeployResult
-from .errors import NotFound
+from .errors import ConfigurationError, NotFound
 from .instances import list_incidents
 from .schema import utcnow
 from .scripting import create_script_engine
@@ -42,6 +42,23 @@ class Engine:
 
     def close(self) -> None:
         self.db.dispose()
+
+    def require_schema(self) -> None:
+        """Fail with a clear hint when the database was never set up or is behind the code."""
+        found = self.db.schema_revision()
+        if found is None:
+            raise ConfigurationError(
+                f"the database {self.database_label} has no tables yet; run `sdf init` (or `sdf migrate`) first"
+            )
+        head = self.db.head_revision()
+        if found != head:
+            raise ConfigurationError(
+                f"the database {self.database_label} is at schema {found}, this version needs {head}; run `sdf migrate`"
+            )
+
+    @property
+    def database_label(self) -> str:
+        return self.db.engine.url.render_as_string(hide_password=True)
 
     # -- definitions ----------------------------------------------------------------------
     def validate(self, paths: Iterable[str | Path]) -> list[parsing.CompiledProcess]:

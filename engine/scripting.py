@@ -6,8 +6,10 @@ environment is plain ``eval``/``exec``: any process designer could read files, i
 hang a worker. This module replaces that environment with a sandbox:
 
 * **Compile policy** (:class:`SandboxPolicy`, a RestrictedPython ``RestrictingNodeTransformer``):
-  no ``import``, no class definitions, no names or attributes starting with ``_``, none of the
-  frame/generator/traceback attributes RestrictedPython blocks (``gi_frame``, ``f_globals``...).
+  no ``import``, no class definitions, no generator functions (a suspended generator's
+  ``finally`` would run at garbage collection, outside the time limit), no names or attributes
+  starting with ``_``, none of the frame/generator/traceback attributes RestrictedPython blocks
+  (``gi_frame``, ``f_globals``...).
   Operators that one C call can turn into a huge object (``**``, ``*``, ``+``, ``<<``, ``%`` and
   f-string format specs) are rewritten into guard calls that refuse results over
   :data:`MAX_INT_DIGITS` digits or :data:`MAX_SEQUENCE_LENGTH` items.
@@ -218,8 +220,14 @@ def _check_to_bytes(obj, args, kwargs):
 
 
 _SIZE_CHECKS = {
-    str: {"ljust": _check_padding, "rjust": _check_padding, "center": _check_padding,
-          "zfill": _check_padding, "expandtabs": _check_expandtabs, "replace": _check_replace},
+    str: {
+        "ljust": _check_padding,
+        "rjust": _check_padding,
+        "center": _check_padding,
+        "zfill": _check_padding,
+        "expandtabs": _check_expandtabs,
+        "replace": _check_replace,
+    },
     int: {"to_bytes": _check_to_bytes},
 }
 _SIZE_CHECKS[bytes] = {**_SIZE_CHECKS[str]}
@@ -253,7 +261,7 @@ def _refuse_attribute(obj, name) -> None:
         raise TypeError("attribute name must be a string")
     if name.startswith("_") or name in INSPECT_ATTRIBUTES:
         raise ScriptError(f"access to the attribute '{name}' is not allowed in scripts")
-    if name in _FORMAT_METHODS and (isinstance(obj, str) or obj is str):
+    if name in _FORMAT_METHODS and (isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str))):
         raise ScriptError("str.format() is not allowed in scripts; use an f-string")
 
 
@@ -396,6 +404,13 @@ class SandboxPolicy(RestrictingNodeTransformer):
         self.error(node, "class definitions are not allowed in scripts")
         return node
 
+    def visit_Yield(self, node):
+        # A suspended generator runs its `finally` when garbage-collected: outside the time limit.
+        self.error(node, "generator functions (yield) are not allowed in scripts")
+        return node
+
+    visit_YieldFrom = visit_Yield
+
     def visit_BinOp(self, node):
         node = self.node_contents_visit(node)
         guard = _BINOP_GUARDS.get(type(node.op))
@@ -512,16 +527,50 @@ def compile_script(source: str):
 # --------------------------------------------------------------------------------------------
 
 _REMOVED_BUILTINS = {
-    "__build_class__", "_getattr_", "setattr", "delattr",
-    "BaseException", "SystemExit", "KeyboardInterrupt", "GeneratorExit",
+    "__build_class__",
+    "_getattr_",
+    "setattr",
+    "delattr",
+    "BaseException",
+    "SystemExit",
+    "KeyboardInterrupt",
+    "GeneratorExit",
 }
 _EXTRA_BUILTINS = {
-    "min": min, "max": max, "sum": _guarded_sum, "len": len, "sorted": sorted, "abs": abs, "round": round,
-    "any": any, "all": all, "enumerate": enumerate, "zip": zip, "range": _guarded_range, "dict": dict,
-    "list": list, "set": set, "frozenset": frozenset, "tuple": tuple, "str": str, "int": int, "float": float,
-    "bool": bool, "isinstance": isinstance, "map": map, "filter": filter, "reversed": reversed, "next": next,
-    "pow": _guarded_builtin_pow, "getattr": _guarded_getattr, "hasattr": _guarded_hasattr,
-    "datetime": datetime, "date": date, "timedelta": timedelta, "timezone": timezone, "Decimal": Decimal,
+    "min": min,
+    "max": max,
+    "sum": _guarded_sum,
+    "len": len,
+    "sorted": sorted,
+    "abs": abs,
+    "round": round,
+    "any": any,
+    "all": all,
+    "enumerate": enumerate,
+    "zip": zip,
+    "range": _guarded_range,
+    "dict": dict,
+    "list": list,
+    "set": set,
+    "frozenset": frozenset,
+    "tuple": tuple,
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "isinstance": isinstance,
+    "map": map,
+    "filter": filter,
+    "reversed": reversed,
+    "next": next,
+    "pow": _guarded_builtin_pow,
+    "getattr": _guarded_getattr,
+    "hasattr": _guarded_hasattr,
+    "datetime": datetime,
+    "date": date,
+    "timedelta": timedelta,
+    "timezone": timezone,
+    "Decimal": Decimal,
     "now": now,
 }
 _GUARDS = {
@@ -571,8 +620,7 @@ class SandboxedEnvironment(BasePythonScriptEngineEnvironment):
     ``functions`` are extra callables scripts may call by name; ``time_limit`` is in seconds.
     """
 
-    def __init__(self, functions: Mapping[str, Callable] | None = None,
-                 time_limit: float = DEFAULT_TIME_LIMIT):
+    def __init__(self, functions: Mapping[str, Callable] | None = None, time_limit: float = DEFAULT_TIME_LIMIT):
         if time_limit <= 0:
             raise ValueError("time_limit must be positive")
         self.time_limit = float(time_limit)
@@ -602,6 +650,7 @@ class SandboxedEnvironment(BasePythonScriptEngineEnvironment):
         return self._run(compiled, namespace, "expression")
 
     def execute(self, script, context, external_context=None):
+        """Run ``script`` on the task data ``context``; on error the data keeps its names and values."""
         compiled = _compile(script, "exec")
         external_context = external_context or {}
         namespace = {**external_context, **context, **self.globals}
@@ -656,8 +705,13 @@ def _describe(err: BaseException) -> str:
 class SandboxedScriptEngine(PythonScriptEngine):
     """SpiffWorkflow script engine running everything in a :class:`SandboxedEnvironment`."""
 
-    def __init__(self, environment: SandboxedEnvironment | None = None, *,
-                 functions: Mapping[str, Callable] | None = None, time_limit: float = DEFAULT_TIME_LIMIT):
+    def __init__(
+        self,
+        environment: SandboxedEnvironment | None = None,
+        *,
+        functions: Mapping[str, Callable] | None = None,
+        time_limit: float = DEFAULT_TIME_LIMIT,
+    ):
         super().__init__(environment or SandboxedEnvironment(functions, time_limit))
 
     def evaluate(self, task, expression, external_context=None):
@@ -669,17 +723,27 @@ class SandboxedScriptEngine(PythonScriptEngine):
         except Exception as err:
             raise WorkflowTaskException(
                 f"Error evaluating expression '{expression}': {_describe(err)}",
-                task=task, exception=err, line_number=_script_line(err),
+                task=task,
+                exception=err,
+                line_number=_script_line(err),
             ) from err
 
     def create_task_exec_exception(self, task, script, err):
         if isinstance(err, SpiffWorkflowException):
             return super().create_task_exec_exception(task, script, err)
         line_number, error_line = self.get_error_line_number_and_content(script, err)
-        wte = WorkflowTaskException(_describe(err), task=task, exception=err,
-                                    line_number=line_number, error_line=error_line)
+        wte = WorkflowTaskException(
+            _describe(err), task=task, exception=err, line_number=line_number, error_line=error_line
+        )
         wte.__cause__ = err
         return wte
+
+    def call_service(self, task, **kwargs):
+        # SpiffWorkflow 3.2's version names an undefined variable in its except branch.
+        try:
+            return self.environment.call_service(task.data, **kwargs)
+        except Exception as err:
+            raise self.create_task_exec_exception(task, "", err) from err
 
     def get_error_line_number_and_content(self, script, err):
         line_number = _script_line(err) or 0
@@ -688,8 +752,8 @@ class SandboxedScriptEngine(PythonScriptEngine):
         return line_number, error_line
 
 
-def create_script_engine(functions: dict | None = None, time_limit: float = DEFAULT_TIME_LIMIT
-                         ) -> SandboxedScriptEngine:
+def create_script_engine(
+    functions: dict | None = None, time_limit: float = DEFAULT_TIME_LIMIT
+) -> SandboxedScriptEngine:
     """The script engine every workflow of this engine uses (set it again after deserializing)."""
     return SandboxedScriptEngine(functions=functions, time_limit=time_limit)
-

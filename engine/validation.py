@@ -38,11 +38,13 @@ from .scripting import compile_expression, compile_script
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
-DMN_NAMESPACES = frozenset({
-    *DMN_SCHEMAS,
-    "https://www.omg.org/spec/DMN/20211108/MODEL/",
-    "https://www.omg.org/spec/DMN/20230324/MODEL/",
-})
+DMN_NAMESPACES = frozenset(
+    {
+        *DMN_SCHEMAS,
+        "https://www.omg.org/spec/DMN/20211108/MODEL/",
+        "https://www.omg.org/spec/DMN/20230324/MODEL/",
+    }
+)
 PREFIXES = {
     BPMN_NS: "bpmn",
     SPIFF_NS: "spiffworkflow",
@@ -52,12 +54,32 @@ PREFIXES = {
     **{namespace: "dmn" for namespace in DMN_NAMESPACES},
 }
 
-FLOW_NODES = frozenset({
-    "task", "userTask", "manualTask", "scriptTask", "serviceTask", "sendTask", "receiveTask",
-    "businessRuleTask", "callActivity", "subProcess", "transaction", "adHocSubProcess",
-    "startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent",
-    "exclusiveGateway", "inclusiveGateway", "parallelGateway", "eventBasedGateway", "complexGateway",
-})
+FLOW_NODES = frozenset(
+    {
+        "task",
+        "userTask",
+        "manualTask",
+        "scriptTask",
+        "serviceTask",
+        "sendTask",
+        "receiveTask",
+        "businessRuleTask",
+        "callActivity",
+        "subProcess",
+        "transaction",
+        "adHocSubProcess",
+        "startEvent",
+        "endEvent",
+        "intermediateCatchEvent",
+        "intermediateThrowEvent",
+        "boundaryEvent",
+        "exclusiveGateway",
+        "inclusiveGateway",
+        "parallelGateway",
+        "eventBasedGateway",
+        "complexGateway",
+    }
+)
 CONTAINERS = ("process", "subProcess", "transaction", "adHocSubProcess")
 # Python expressions in BPMN elements, and what a designer calls them.
 EXPRESSIONS = {
@@ -168,8 +190,11 @@ def process_ids(tree) -> set[str]:
     root = _root(tree)
     if _document_kind(root) != "bpmn":
         return set()
-    return {p.get("id") for p in root.iterchildren(*_bpmn("process"))
-            if p.get("id") and p.get("isExecutable", "true") == "true"}
+    return {
+        p.get("id")
+        for p in root.iterchildren(*_bpmn("process"))
+        if p.get("id") and p.get("isExecutable", "true") == "true"
+    }
 
 
 def decision_ids(tree) -> set[str]:
@@ -194,8 +219,10 @@ def check_xml(file_name: str, content: bytes) -> tuple[etree._ElementTree | None
     except etree.XMLSyntaxError as err:
         return None, [_syntax_problem(file_name, err)]
     if _document_kind(root) is None:
-        message = (f"root element is <{_pretty(str(root.tag))}>; a process file must be a "
-                   "bpmn:definitions (BPMN 2.0) or a DMN definitions document")
+        message = (
+            f"root element is <{_pretty(str(root.tag))}>; a process file must be a "
+            "bpmn:definitions (BPMN 2.0) or a DMN definitions document"
+        )
         return None, [Problem(file_name, root.sourceline, root.get("id"), message)]
     return etree.ElementTree(root), []
 
@@ -254,8 +281,14 @@ class _Context:
         return _problem(self.file, element, message, offset)
 
 
-def check_bpmn(file_name: str, tree, *, form_exists: Callable[[str], bytes | None],
-               known_process_ids: Iterable[str], known_decision_ids: Iterable[str]) -> list[Problem]:
+def check_bpmn(
+    file_name: str,
+    tree,
+    *,
+    form_exists: Callable[[str], bytes | None],
+    known_process_ids: Iterable[str],
+    known_decision_ids: Iterable[str],
+) -> list[Problem]:
     """Every static problem of one BPMN document (flows, code, timers, targets, forms, ids)."""
     context = _Context(file_name, form_exists, frozenset(known_process_ids), frozenset(known_decision_ids))
     root = _root(tree)
@@ -370,10 +403,9 @@ def _check_timers(c: _Context, root) -> Iterator[Problem]:
     for element in root.iter(*_bpmn(*TIMERS)):
         text = (element.text or "").strip()
         if not text:
-            yield c.at(element, f"{_local(element)} is empty; give the timer a value such as \"PT1H\"")
+            yield c.at(element, f'{_local(element)} is empty; give the timer a value such as "PT1H"')
         elif _ISO_TIME.fullmatch(text):
-            yield c.at(element, f"timer value {text} must be quoted: timers are Python expressions, "
-                                f"write \"{text}\"")
+            yield c.at(element, f'timer value {text} must be quoted: timers are Python expressions, write "{text}"')
         else:
             yield from _code_problems(c.file, element, compile_expression, "timer expression")
 
@@ -384,17 +416,24 @@ def _check_call_activities(c: _Context, root) -> Iterator[Problem]:
         if _blank(target):
             yield c.at(activity, "call activity has no calledElement; choose the process to call")
         elif target not in c.process_ids:
-            yield c.at(activity, f"unknown call-activity target '{target}'; deploy a process with "
-                                 "that id or fix calledElement")
+            yield c.at(
+                activity, f"unknown call-activity target '{target}'; deploy a process with that id or fix calledElement"
+            )
 
 
 def _check_business_rules(c: _Context, root) -> Iterator[Problem]:
     for task in root.iter(*_bpmn("businessRuleTask")):
-        ref = next(iter(task.xpath("./bpmn:extensionElements/spiffworkflow:calledDecisionId",
-                                   namespaces={"bpmn": BPMN_NS, "spiffworkflow": SPIFF_NS})), None)
+        ref = next(
+            iter(
+                task.xpath(
+                    "./bpmn:extensionElements/spiffworkflow:calledDecisionId",
+                    namespaces={"bpmn": BPMN_NS, "spiffworkflow": SPIFF_NS},
+                )
+            ),
+            None,
+        )
         if ref is None or _blank(ref.text):
-            yield c.at(task, "business rule task has no spiffworkflow:calledDecisionId; "
-                             "choose the DMN decision to run")
+            yield c.at(task, "business rule task has no spiffworkflow:calledDecisionId; choose the DMN decision to run")
         elif ref.text not in c.decision_ids:
             yield c.at(ref, f"unknown DMN decision '{ref.text}'; deploy a DMN file with that decision id")
 
@@ -442,8 +481,15 @@ def _json_schema_message(name: str, schema) -> str | None:
 
 
 _BPMN_CHECKS = (
-    _check_duplicate_ids, _check_flows, _check_start_events, _check_expressions, _check_scripts,
-    _check_timers, _check_call_activities, _check_business_rules, _check_forms,
+    _check_duplicate_ids,
+    _check_flows,
+    _check_start_events,
+    _check_expressions,
+    _check_scripts,
+    _check_timers,
+    _check_call_activities,
+    _check_business_rules,
+    _check_forms,
 )
 
 
@@ -488,8 +534,7 @@ def _dmn_table(file_name: str, table, namespace: str) -> Iterator[Problem]:
 def _dmn_rule(file_name: str, rule, tag: Callable[[str], str], input_count: int) -> Iterator[Problem]:
     entries = list(rule.iterchildren(tag("inputEntry")))
     if len(entries) > input_count:
-        yield _problem(file_name, rule, f"rule has {len(entries)} input entries but the table has "
-                                        f"{input_count} inputs")
+        yield _problem(file_name, rule, f"rule has {len(entries)} input entries but the table has {input_count} inputs")
     for text in rule.iterfind(f"{tag('inputEntry')}/{tag('text')}"):
         if not _blank(text.text) and text.text.strip() != "-":
             yield from _code_problems(file_name, text, _compile_input_entry, "input entry")
@@ -604,6 +649,12 @@ def _describe(exc: BaseException) -> str:
 
 
 __all__ = [
-    "Problem", "check_bpmn", "check_dmn", "check_schema", "check_xml", "decision_ids",
-    "problem_from_spiff", "process_ids",
+    "Problem",
+    "check_bpmn",
+    "check_dmn",
+    "check_schema",
+    "check_xml",
+    "decision_ids",
+    "problem_from_spiff",
+    "process_ids",
 ]

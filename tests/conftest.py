@@ -22,8 +22,17 @@ HERE = Path(__file__).parent
 BPMN = HERE / "bpmn"
 POSTGRES_SERVER = os.environ.get("SDF_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-TABLES = ("events", "incidents", "human_tasks", "instances", "definition_resources", "definitions",
-          "memberships", "groups", "users")
+TABLES = (
+    "events",
+    "incidents",
+    "human_tasks",
+    "instances",
+    "definition_resources",
+    "definitions",
+    "memberships",
+    "groups",
+    "users",
+)
 
 
 def _postgres_reachable() -> str | None:
@@ -118,8 +127,13 @@ def sqlite_engine(sqlite_url):
 
 def add_team(engine) -> None:
     """The delivery roles used by the test processes, one person each (plus an outsider)."""
-    for name, group in (("pat", "project_manager"), ("quinn", "qa_reviewer"), ("casey", "client"),
-                        ("dana", "delivery_manager"), ("eli", "engineer")):
+    for name, group in (
+        ("pat", "project_manager"),
+        ("quinn", "qa_reviewer"),
+        ("casey", "client"),
+        ("dana", "delivery_manager"),
+        ("eli", "engineer"),
+    ):
         engine.add_user(name, groups_=[group])
     engine.add_user("olga")  # in no group
     engine.add_user("root", is_admin=True)

@@ -5,14 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-HEADER = ('<?xml version="1.0" encoding="UTF-8"?>\n'
-          '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
-          'id="defs_{pid}" targetNamespace="https://sdf.example/tests">\n')
+HEADER = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
+    'id="defs_{pid}" targetNamespace="https://sdf.example/tests">\n'
+)
 
 
 def script_then_task(pid: str, script: str) -> str:
     """start -> user task 'prepare' (project_manager) -> script task 'work' -> user task 'check' -> end."""
-    return HEADER.format(pid=pid) + f'''  <bpmn:process id="{pid}" isExecutable="true">
+    return (
+        HEADER.format(pid=pid)
+        + f'''  <bpmn:process id="{pid}" isExecutable="true">
     <bpmn:laneSet id="lanes"><bpmn:lane id="lane_pm" name="project_manager">
       <bpmn:flowNodeRef>prepare</bpmn:flowNodeRef><bpmn:flowNodeRef>check</bpmn:flowNodeRef></bpmn:lane></bpmn:laneSet>
     <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
@@ -28,11 +32,14 @@ def script_then_task(pid: str, script: str) -> str:
   </bpmn:process>
 </bpmn:definitions>
 '''
+    )
 
 
 def gateway_without_default(pid: str) -> str:
     """An exclusive gateway whose conditions can all be false (no default flow)."""
-    return HEADER.format(pid=pid) + f'''  <bpmn:process id="{pid}" isExecutable="true">
+    return (
+        HEADER.format(pid=pid)
+        + f'''  <bpmn:process id="{pid}" isExecutable="true">
     <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
     <bpmn:exclusiveGateway id="gw_size"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>fa</bpmn:outgoing><bpmn:outgoing>fb</bpmn:outgoing></bpmn:exclusiveGateway>
     <bpmn:userTask id="small" name="Small"><bpmn:incoming>fa</bpmn:incoming><bpmn:outgoing>fa2</bpmn:outgoing></bpmn:userTask>
@@ -47,11 +54,14 @@ def gateway_without_default(pid: str) -> str:
   </bpmn:process>
 </bpmn:definitions>
 '''
+    )
 
 
 def script_loop(pid: str) -> str:
     """A loop of two automatic steps with no wait state, ending when ``n`` reaches ``limit``."""
-    return HEADER.format(pid=pid) + f'''  <bpmn:process id="{pid}" isExecutable="true">
+    return (
+        HEADER.format(pid=pid)
+        + f'''  <bpmn:process id="{pid}" isExecutable="true">
     <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
     <bpmn:exclusiveGateway id="merge"><bpmn:incoming>f1</bpmn:incoming><bpmn:incoming>f_back</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:exclusiveGateway>
     <bpmn:scriptTask id="step" name="Step"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
@@ -66,6 +76,7 @@ def script_loop(pid: str) -> str:
   </bpmn:process>
 </bpmn:definitions>
 '''
+    )
 
 
 def write(folder: Path, name: str, text: str) -> Path:

@@ -49,8 +49,11 @@ def test_two_people_complete_the_same_task_at_once(team, database_url):
     for _ in range(ROUNDS):
         instance = team.start("bench_approval", {})
         task_id = only_task(instance)["id"]
-        results = race(database_url, [("pat", {"doc": "a"}), ("pia", {"doc": "b"})],
-                       lambda eng, user, data: eng.complete(task_id, user, data))
+        results = race(
+            database_url,
+            [("pat", {"doc": "a"}), ("pia", {"doc": "b"})],
+            lambda eng, user, data, task_id=task_id: eng.complete(task_id, user, data),
+        )
         outcomes = sorted(r[0] for r in results)
         assert outcomes == ["conflict", "ok"], results
         after = team.get_instance(instance["id"])
@@ -58,8 +61,11 @@ def test_two_people_complete_the_same_task_at_once(team, database_url):
         winner = next(r[1] for r in results if r[0] == "ok")
         assert after["data"]["doc"] == winner["data"]["doc"]
         with team.db.read() as conn:
-            rows = conn.execute(sa.select(human_tasks.c.element_id, human_tasks.c.status)
-                                .where(human_tasks.c.instance_id == instance["id"])).all()
+            rows = conn.execute(
+                sa.select(human_tasks.c.element_id, human_tasks.c.status).where(
+                    human_tasks.c.instance_id == instance["id"]
+                )
+            ).all()
         assert sorted(rows) == [("review", "open"), ("submit", "completed")]
 
 
@@ -68,7 +74,7 @@ def test_two_people_claim_the_same_task_at_once(team, database_url):
     team.deploy([APPROVAL])
     for _ in range(ROUNDS):
         task_id = only_task(team.start("bench_approval", {}))["id"]
-        results = race(database_url, [("pat",), ("pia",)], lambda eng, user: eng.claim(task_id, user))
+        results = race(database_url, [("pat",), ("pia",)], lambda eng, user, task_id=task_id: eng.claim(task_id, user))
         assert sorted(r[0] for r in results) == ["conflict", "ok"], results
         winner = next(r[1] for r in results if r[0] == "ok")
         assert team.get_task(task_id)["assignee"] == winner["assignee"]
@@ -82,7 +88,10 @@ def test_parallel_branches_completed_at_once_both_count(team, database_url):
     for _ in range(ROUNDS // 2):
         instance = team.start("parallel_loop", {"repeat": False})
         tasks = {t["element_id"]: t["id"] for t in instance["tasks"]}
-        results = race(database_url, [("quinn", tasks["qa"]), ("casey", tasks["client_check"])],
-                       lambda eng, user, task_id: eng.complete(task_id, user, {}))
+        results = race(
+            database_url,
+            [("quinn", tasks["qa"]), ("casey", tasks["client_check"])],
+            lambda eng, user, task_id: eng.complete(task_id, user, {}),
+        )
         assert [r[0] for r in results] == ["ok", "ok"], results
         assert team.get_instance(instance["id"])["status"] == "completed"

@@ -58,7 +58,8 @@ def test_whitespace_only_changes_do_not_create_a_version(engine, tmp_path):
 def test_a_failed_deploy_stores_nothing_even_for_the_valid_files(engine, tmp_path):
     shutil.copy(APPROVAL, tmp_path / "good.bpmn")
     (tmp_path / "bad.bpmn").write_text(
-        (BPMN / "child.bpmn").read_text().replace('targetRef="score"', 'targetRef="nowhere"'))
+        (BPMN / "child.bpmn").read_text().replace('targetRef="score"', 'targetRef="nowhere"')
+    )
     with pytest.raises(DefinitionInvalid) as info:
         engine.deploy([tmp_path])
     assert any(str(p).startswith("bad.bpmn:") and "c2" in str(p) for p in info.value.problems)
@@ -97,8 +98,11 @@ def test_unknown_call_activity_target_is_refused_with_its_line(engine):
 def test_forms_are_stored_with_the_definition(engine):
     result = engine.deploy([BPMN / "review_loop.bpmn"])[0]
     with engine.db.read() as conn:
-        rows = conn.execute(sa.select(definition_resources.c.kind, definition_resources.c.name)
-                            .where(definition_resources.c.definition_id == result.definition_id)).all()
+        rows = conn.execute(
+            sa.select(definition_resources.c.kind, definition_resources.c.name).where(
+                definition_resources.c.definition_id == result.definition_id
+            )
+        ).all()
     assert ("form", "forms/submit.json") in rows
     assert ("form", "forms/review.json") in rows
     assert ("source", "review_loop.bpmn") in rows
@@ -108,7 +112,9 @@ def test_changing_a_form_creates_a_new_version(engine, tmp_path):
     shutil.copytree(BPMN, tmp_path / "p")
     engine.deploy([tmp_path / "p" / "review_loop.bpmn"])
     form = tmp_path / "p" / "forms" / "review.json"
-    form.write_text(form.read_text().replace('"comment": {"type": "string"}', '"comment": {"type": "string", "maxLength": 5}'))
+    form.write_text(
+        form.read_text().replace('"comment": {"type": "string"}', '"comment": {"type": "string", "maxLength": 5}')
+    )
     assert engine.deploy([tmp_path / "p" / "review_loop.bpmn"])[0].version == 2
 
 

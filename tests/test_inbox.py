@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import Conflict, FormValidationError, Forbidden, InvalidInput, NotFound
+from engine.errors import Conflict, Forbidden, FormValidationError, InvalidInput, NotFound
 from tests.conftest import BPMN, only_task
 
 GOOD = {"title": "Status report", "hours": 4}

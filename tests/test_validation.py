@@ -145,8 +145,12 @@ def check(name: str, body: str, *, forms=None, processes=("order", "child"), dec
     tree = parse(name, bpmn(body))
     problems = validation.check_schema(name, tree)
     problems += validation.check_bpmn(
-        name, tree, form_exists=(forms if forms is not None else FORMS).get,
-        known_process_ids=set(processes), known_decision_ids=set(decisions))
+        name,
+        tree,
+        form_exists=(forms if forms is not None else FORMS).get,
+        known_process_ids=set(processes),
+        known_decision_ids=set(decisions),
+    )
     return [str(p) for p in problems]
 
 
@@ -163,8 +167,10 @@ def process(*lines: str) -> str:
 
 START = '<bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>'
 END = '<bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>'
-FLOWS = ('<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="t" />',
-         '<bpmn:sequenceFlow id="f2" sourceRef="t" targetRef="end" />')
+FLOWS = (
+    '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="t" />',
+    '<bpmn:sequenceFlow id="f2" sourceRef="t" targetRef="end" />',
+)
 
 
 def task(tag: str, inner: str = "", attrs: str = "", ext: str = "") -> str:
@@ -183,9 +189,16 @@ def test_valid_process_with_form_has_no_problem(diagram):
     assert validation.check_schema("order.bpmn", tree) == []
     assert validation.check_schema("risk.dmn", dmn) == []
     assert validation.check_dmn("risk.dmn", dmn) == []
-    assert validation.check_bpmn(
-        "order.bpmn", tree, form_exists=FORMS.get,
-        known_process_ids=validation.process_ids(tree), known_decision_ids=validation.decision_ids(dmn)) == []
+    assert (
+        validation.check_bpmn(
+            "order.bpmn",
+            tree,
+            form_exists=FORMS.get,
+            known_process_ids=validation.process_ids(tree),
+            known_decision_ids=validation.decision_ids(dmn),
+        )
+        == []
+    )
 
 
 def test_valid_fixture_is_accepted_by_spiffworkflow():
@@ -207,9 +220,7 @@ def test_ids_helpers():
 
 
 def test_malformed_xml_reports_the_line_of_the_error():
-    content = bpmn('  <bpmn:process id="p" isExecutable="true">\n'
-                   '    <bpmn:startEvent id="start">\n'
-                   '  </bpmn:process>\n')
+    content = bpmn('  <bpmn:process id="p" isExecutable="true">\n    <bpmn:startEvent id="start">\n  </bpmn:process>\n')
     tree, problems = validation.check_xml("broken.bpmn", content)
     assert tree is None
     text = str(only(problems))
@@ -225,9 +236,11 @@ def test_empty_file_and_wrong_root_are_refused():
 
 
 def test_xml_entities_are_not_expanded_from_disk():
-    content = (b'<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
-               b'<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">&x;'
-               b'</bpmn:definitions>')
+    content = (
+        b'<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
+        b'<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">&x;'
+        b"</bpmn:definitions>"
+    )
     tree, problems = validation.check_xml("x.bpmn", content)
     assert problems == []
     assert b"root:" not in etree.tostring(tree)
@@ -236,14 +249,23 @@ def test_xml_entities_are_not_expanded_from_disk():
 def test_xsd_violation_reports_line_and_element():
     body = process('<bpmn:startEvent id="start" />', '<bpmn:bogusElement id="weird" />')
     text = only(check("bad.bpmn", body))
-    assert text.startswith("bad.bpmn:7: weird: schema violation: Element 'bpmn:bogusElement': "
-                           "This element is not expected.")
+    assert text.startswith(
+        "bad.bpmn:7: weird: schema violation: Element 'bpmn:bogusElement': This element is not expected."
+    )
 
 
 def test_xsd_checks_spiff_extensions_too():
-    body = process(START, task("userTask", ext='<bpmn:extensionElements><spiffworkflow:properties>'
-                                               '<spiffworkflow:nonsense /></spiffworkflow:properties>'
-                                               '</bpmn:extensionElements>'), END, *FLOWS)
+    body = process(
+        START,
+        task(
+            "userTask",
+            ext="<bpmn:extensionElements><spiffworkflow:properties>"
+            "<spiffworkflow:nonsense /></spiffworkflow:properties>"
+            "</bpmn:extensionElements>",
+        ),
+        END,
+        *FLOWS,
+    )
     text = only(check("ext.bpmn", body))
     assert text.startswith("ext.bpmn:7: t: schema violation: Element 'spiffworkflow:nonsense'")
 
@@ -258,8 +280,9 @@ def test_dmn_xsd_violation():
 
 
 def test_dangling_sequence_flow_and_unknown_incoming():
-    body = process(START, task("task"), END, FLOWS[0],
-                   '<bpmn:sequenceFlow id="flow_x" sourceRef="t" targetRef="nowhere" />')
+    body = process(
+        START, task("task"), END, FLOWS[0], '<bpmn:sequenceFlow id="flow_x" sourceRef="t" targetRef="nowhere" />'
+    )
     problems = check("bad.bpmn", body)
     assert problems[2].startswith("bad.bpmn:10: flow_x: dangling sequence flow: targetRef 'nowhere' does not")
     assert "bad.bpmn:7: t: outgoing flow 'f2' does not exist in this (sub-)process" in problems
@@ -268,22 +291,28 @@ def test_dangling_sequence_flow_and_unknown_incoming():
 
 
 def test_flow_without_target_and_flow_into_a_sub_process():
-    body = process(START, task("task"), END, FLOWS[1],
-                   '<bpmn:sequenceFlow id="f1" sourceRef="start" />',
-                   '<bpmn:subProcess id="sub"><bpmn:startEvent id="inner" /></bpmn:subProcess>',
-                   '<bpmn:sequenceFlow id="f9" sourceRef="t" targetRef="inner" />')
+    body = process(
+        START,
+        task("task"),
+        END,
+        FLOWS[1],
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" />',
+        '<bpmn:subProcess id="sub"><bpmn:startEvent id="inner" /></bpmn:subProcess>',
+        '<bpmn:sequenceFlow id="f9" sourceRef="t" targetRef="inner" />',
+    )
     problems = check("bad.bpmn", body)
     assert "bad.bpmn:10: f1: sequence flow has no targetRef; connect both ends or delete the flow" in problems
-    assert ("bad.bpmn:12: f9: targetRef 'inner' is not a task, event or gateway of the flow's (sub-)process"
-            in problems)
+    assert "bad.bpmn:12: f9: targetRef 'inner' is not a task, event or gateway of the flow's (sub-)process" in problems
     assert "bad.bpmn:11: sub: sub-process has no end event; add one" in problems
 
 
 def test_incoming_that_names_a_flow_of_another_node():
-    body = process(START, task("task"), END, *FLOWS,
-                   '<bpmn:endEvent id="end2"><bpmn:incoming>f1</bpmn:incoming></bpmn:endEvent>')
+    body = process(
+        START, task("task"), END, *FLOWS, '<bpmn:endEvent id="end2"><bpmn:incoming>f1</bpmn:incoming></bpmn:endEvent>'
+    )
     assert only(check("x.bpmn", body)) == (
-        "x.bpmn:11: end2: lists incoming flow 'f1', but that flow's targetRef is 't'")
+        "x.bpmn:11: end2: lists incoming flow 'f1', but that flow's targetRef is 't'"
+    )
 
 
 def test_executable_process_without_start_event():
@@ -304,16 +333,18 @@ def test_duplicate_ids_in_a_document():
 
 
 def test_condition_that_does_not_compile():
-    body = process(START, '<bpmn:exclusiveGateway id="gw" default="f2"><bpmn:incoming>f1</bpmn:incoming>'
-                          '<bpmn:outgoing>f2</bpmn:outgoing><bpmn:outgoing>f3</bpmn:outgoing>'
-                          '</bpmn:exclusiveGateway>',
-                   '<bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming>'
-                   '<bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>',
-                   '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="gw" />',
-                   '<bpmn:sequenceFlow id="f2" sourceRef="gw" targetRef="end" />',
-                   '<bpmn:sequenceFlow id="f3" sourceRef="gw" targetRef="end">',
-                   '  <bpmn:conditionExpression>amount &gt;</bpmn:conditionExpression>',
-                   '</bpmn:sequenceFlow>')
+    body = process(
+        START,
+        '<bpmn:exclusiveGateway id="gw" default="f2"><bpmn:incoming>f1</bpmn:incoming>'
+        "<bpmn:outgoing>f2</bpmn:outgoing><bpmn:outgoing>f3</bpmn:outgoing>"
+        "</bpmn:exclusiveGateway>",
+        '<bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>',
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="gw" />',
+        '<bpmn:sequenceFlow id="f2" sourceRef="gw" targetRef="end" />',
+        '<bpmn:sequenceFlow id="f3" sourceRef="gw" targetRef="end">',
+        "  <bpmn:conditionExpression>amount &gt;</bpmn:conditionExpression>",
+        "</bpmn:sequenceFlow>",
+    )
     text = only(check("cond.bpmn", body))
     assert text.startswith("cond.bpmn:12: f3: condition does not compile: SyntaxError")
 
@@ -334,8 +365,9 @@ def _imports_refused() -> bool:
     return False
 
 
-@pytest.mark.xfail(not _imports_refused(), strict=True,
-                   reason="engine.scripting does not refuse `import` at compile time yet")
+@pytest.mark.xfail(
+    not _imports_refused(), strict=True, reason="engine.scripting does not refuse `import` at compile time yet"
+)
 def test_import_is_refused_in_a_script():
     body = process(START, task("scriptTask", "<bpmn:script>x = 1\nimport os</bpmn:script>"), END, *FLOWS)
     text = only(check("imp.bpmn", body))
@@ -343,10 +375,12 @@ def test_import_is_refused_in_a_script():
 
 
 def test_pre_and_post_scripts_are_compiled():
-    extensions = ('<bpmn:extensionElements>\n'
-                  '<spiffworkflow:preScript>a = 1\nb = ?</spiffworkflow:preScript>\n'
-                  '<spiffworkflow:postScript>_hidden = 1</spiffworkflow:postScript>\n'
-                  '</bpmn:extensionElements>')
+    extensions = (
+        "<bpmn:extensionElements>\n"
+        "<spiffworkflow:preScript>a = 1\nb = ?</spiffworkflow:preScript>\n"
+        "<spiffworkflow:postScript>_hidden = 1</spiffworkflow:postScript>\n"
+        "</bpmn:extensionElements>"
+    )
     body = process(START, task("userTask", ext=extensions), END, *FLOWS)
     problems = check("pp.bpmn", body)
     assert problems[0].startswith("pp.bpmn:9: t: preScript does not compile: script line 2: SyntaxError")
@@ -357,24 +391,30 @@ def test_pre_and_post_scripts_are_compiled():
 
 def test_script_task_without_script():
     body = process(START, task("scriptTask"), END, *FLOWS)
-    assert check("empty.bpmn", body) == [
-        "empty.bpmn:7: t: script task has no script; write one or use a plain task"]
+    assert check("empty.bpmn", body) == ["empty.bpmn:7: t: script task has no script; write one or use a plain task"]
 
 
 def test_timer_expression_errors():
     def timer(event_id: str, element: str, value: str) -> str:
-        return (f'<bpmn:intermediateCatchEvent id="{event_id}">'
-                f'<bpmn:timerEventDefinition id="{event_id}_def"><bpmn:{element}>{value}</bpmn:{element}>'
-                '</bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>')
+        return (
+            f'<bpmn:intermediateCatchEvent id="{event_id}">'
+            f'<bpmn:timerEventDefinition id="{event_id}_def"><bpmn:{element}>{value}</bpmn:{element}>'
+            "</bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>"
+        )
 
-    body = process(START, '<bpmn:endEvent id="end"><bpmn:incoming>f1</bpmn:incoming></bpmn:endEvent>',
-                   timer("bad_syntax", "timeDuration", '"PT1H'), timer("unquoted", "timeCycle", "R3/PT1H"),
-                   timer("fine", "timeDate", '"2030-01-01T09:00:00+00:00"'),
-                   '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="end" />')
+    body = process(
+        START,
+        '<bpmn:endEvent id="end"><bpmn:incoming>f1</bpmn:incoming></bpmn:endEvent>',
+        timer("bad_syntax", "timeDuration", '"PT1H'),
+        timer("unquoted", "timeCycle", "R3/PT1H"),
+        timer("fine", "timeDate", '"2030-01-01T09:00:00+00:00"'),
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="end" />',
+    )
     problems = check("timer.bpmn", body)
     assert problems[0].startswith("timer.bpmn:8: bad_syntax: timer expression does not compile: SyntaxError")
-    assert problems[1] == ('timer.bpmn:9: unquoted: timer value R3/PT1H must be quoted: timers are Python '
-                           'expressions, write "R3/PT1H"')
+    assert problems[1] == (
+        'timer.bpmn:9: unquoted: timer value R3/PT1H must be quoted: timers are Python expressions, write "R3/PT1H"'
+    )
     assert len(problems) == 2
 
 
@@ -385,29 +425,37 @@ def test_unknown_call_activity_target():
     body = process(START, task("callActivity", attrs=' calledElement="missing_proc"'), END, *FLOWS)
     assert only(check("call.bpmn", body)) == (
         "call.bpmn:7: t: unknown call-activity target 'missing_proc'; deploy a process with that id "
-        "or fix calledElement")
+        "or fix calledElement"
+    )
     assert check("call.bpmn", body, processes={"missing_proc"}) == []
 
 
 def test_unknown_dmn_decision_id():
-    ext = ('<bpmn:extensionElements>\n<spiffworkflow:calledDecisionId>nope</spiffworkflow:calledDecisionId>'
-           '</bpmn:extensionElements>')
+    ext = (
+        "<bpmn:extensionElements>\n<spiffworkflow:calledDecisionId>nope</spiffworkflow:calledDecisionId>"
+        "</bpmn:extensionElements>"
+    )
     body = process(START, task("businessRuleTask", ext=ext), END, *FLOWS)
     assert only(check("rule.bpmn", body)) == (
-        "rule.bpmn:8: t: unknown DMN decision 'nope'; deploy a DMN file with that decision id")
+        "rule.bpmn:8: t: unknown DMN decision 'nope'; deploy a DMN file with that decision id"
+    )
 
 
 def form_task(schema_name: str = "form.json", ui_name: str | None = None) -> str:
     schema = f'<spiffworkflow:property name="formJsonSchemaFilename" value="{schema_name}" />'
     ui = f'<spiffworkflow:property name="formUiSchemaFilename" value="{ui_name}" />' if ui_name else ""
-    return task("userTask", ext='<bpmn:extensionElements>\n<spiffworkflow:properties>\n'
-                                f'{schema}\n{ui}</spiffworkflow:properties></bpmn:extensionElements>')
+    return task(
+        "userTask",
+        ext="<bpmn:extensionElements>\n<spiffworkflow:properties>\n"
+        f"{schema}\n{ui}</spiffworkflow:properties></bpmn:extensionElements>",
+    )
 
 
 def test_missing_form_file():
     body = process(START, form_task("x.json"), END, *FLOWS)
     assert only(check("form.bpmn", body, forms={})) == (
-        "form.bpmn:9: t: form file 'x.json' not found; deploy it with the process file")
+        "form.bpmn:9: t: form file 'x.json' not found; deploy it with the process file"
+    )
 
 
 def test_form_file_with_invalid_json():
@@ -434,9 +482,11 @@ def test_ui_schema_must_be_json_object():
 
 
 def test_dmn_cells_that_do_not_compile():
-    content = (DMN.replace(b"<text>amount</text>", b"<text>amount +</text>")
-               .replace(b"<text>&lt; 1000</text>", b"<text>&lt; &lt; 1000</text>")
-               .replace(b'<text>"high"</text>', b'<text>"high</text>'))
+    content = (
+        DMN.replace(b"<text>amount</text>", b"<text>amount +</text>")
+        .replace(b"<text>&lt; 1000</text>", b"<text>&lt; &lt; 1000</text>")
+        .replace(b'<text>"high"</text>', b'<text>"high</text>')
+    )
     problems = [str(p) for p in validation.check_dmn("risk.dmn", parse("risk.dmn", content))]
     assert problems[0].startswith("risk.dmn:6: in_amount: input expression does not compile: SyntaxError")
     assert problems[1].startswith("risk.dmn:10: r1i: input entry does not compile: SyntaxError")
@@ -447,25 +497,34 @@ def test_dmn_cells_that_do_not_compile():
 def test_dmn_without_decision_or_with_two():
     empty = b'<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="d" namespace="x"/>'
     assert [str(p) for p in validation.check_dmn("e.dmn", parse("e.dmn", empty))] == [
-        "e.dmn:1: d: DMN file has no decision; add a decision table"]
-    two = DMN.replace(b"</definitions>", b'  <decision id="second"><decisionTable id="t2" /></decision>\n'
-                                         b"</definitions>")
+        "e.dmn:1: d: DMN file has no decision; add a decision table"
+    ]
+    two = DMN.replace(
+        b"</definitions>", b'  <decision id="second"><decisionTable id="t2" /></decision>\n</definitions>'
+    )
     assert [str(p) for p in validation.check_dmn("two.dmn", parse("two.dmn", two))] == [
-        "two.dmn:23: second: only one decision per DMN file is supported; move it to a new file"]
+        "two.dmn:23: second: only one decision per DMN file is supported; move it to a new file"
+    ]
 
 
 # --------------------------------------------------------------------------- all at once
 
 
 def test_several_problems_in_one_file_are_all_reported():
-    body = process(START,
-                   task("scriptTask", "<bpmn:script>x = (</bpmn:script>"),
-                   '<bpmn:callActivity id="ca" calledElement="ghost" />',
-                   END, *FLOWS,
-                   '<bpmn:sequenceFlow id="f3" sourceRef="ca" targetRef="void" />')
+    body = process(
+        START,
+        task("scriptTask", "<bpmn:script>x = (</bpmn:script>"),
+        '<bpmn:callActivity id="ca" calledElement="ghost" />',
+        END,
+        *FLOWS,
+        '<bpmn:sequenceFlow id="f3" sourceRef="ca" targetRef="void" />',
+    )
     problems = check("many.bpmn", body)
     assert [p.split(": ")[0] + ": " + p.split(": ")[1] for p in problems] == [
-        "many.bpmn:7: t", "many.bpmn:8: ca", "many.bpmn:12: f3"]
+        "many.bpmn:7: t",
+        "many.bpmn:8: ca",
+        "many.bpmn:12: f3",
+    ]
     assert "script line 1" in problems[0]
     assert "unknown call-activity target 'ghost'" in problems[1]
     assert "targetRef 'void' does not exist" in problems[2]
@@ -487,16 +546,19 @@ def test_problem_from_spiff_no_start_event():
     content = bpmn("\n\n" + process('<bpmn:task id="t" />'))
     exc = spiff_error(content, "/deploy/area/nostart.bpmn")
     trees = {"nostart.bpmn": parse("nostart.bpmn", content)}
-    assert str(validation.problem_from_spiff(exc, trees, "other.bpmn")) == (
-        "nostart.bpmn:7: p: No start event found")
+    assert str(validation.problem_from_spiff(exc, trees, "other.bpmn")) == ("nostart.bpmn:7: p: No start event found")
 
 
 def test_problem_from_spiff_task_with_two_outgoing_flows():
-    body = process(START, '<bpmn:scriptTask id="st"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>',
-                   '<bpmn:endEvent id="e1" />', '<bpmn:endEvent id="e2" />',
-                   '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="st" />',
-                   '<bpmn:sequenceFlow id="f2" sourceRef="st" targetRef="e1" />',
-                   '<bpmn:sequenceFlow id="f3" sourceRef="st" targetRef="e2" />')
+    body = process(
+        START,
+        '<bpmn:scriptTask id="st"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>',
+        '<bpmn:endEvent id="e1" />',
+        '<bpmn:endEvent id="e2" />',
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="st" />',
+        '<bpmn:sequenceFlow id="f2" sourceRef="st" targetRef="e1" />',
+        '<bpmn:sequenceFlow id="f3" sourceRef="st" targetRef="e2" />',
+    )
     content = bpmn(body)
     exc = spiff_error(content, "two.bpmn")
     problem = validation.problem_from_spiff(exc, {"two.bpmn": parse("two.bpmn", content)}, "two.bpmn")
@@ -520,8 +582,9 @@ def test_problem_from_other_exceptions():
     assert str(syntax).startswith("f.bpmn:2: -: XML is not well-formed: Opening and ending tag mismatch")
     other = validation.problem_from_spiff(RecursionError("maximum recursion depth exceeded"), {}, "f.bpmn")
     assert str(other) == "f.bpmn:?: -: RecursionError: maximum recursion depth exceeded"
-    xsd = ValidationException("Element '{http://www.omg.org/spec/BPMN/20100524/MODEL}x': bad",
-                              file_name="f.bpmn", line_number=6)
+    xsd = ValidationException(
+        "Element '{http://www.omg.org/spec/BPMN/20100524/MODEL}x': bad", file_name="f.bpmn", line_number=6
+    )
     trees = {"f.bpmn": parse("f.bpmn", bpmn(""))}
     assert str(validation.problem_from_spiff(xsd, trees, "g.bpmn")) == "f.bpmn:6: -: Element 'bpmn:x': bad"
 

@@ -1,0 +1,39 @@
+# One entry point for set-up, running, tests and benchmarks. Needs only python3 (3.11+) and make.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test setup lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the project with its test tools
+
+run: setup  ## create the database, deploy processes/, add demo users, print how to use it
+	$(BIN)/sdf init
+	@echo
+	@echo "Ready. Try (the CLI is $(BIN)/sdf; add --json for machine-readable output):"
+	@echo "  $(BIN)/sdf definitions"
+	@echo "  $(BIN)/sdf start deliverable_approval --data '{\"deliverable\": \"Design doc\"}' --business-key ACME-1 --as pat"
+	@echo "  $(BIN)/sdf tasks --as eli"
+	@echo "  $(BIN)/sdf complete TASK_ID --as eli --data '{\"summary\": \"First draft\", \"link\": \"https://example.com/doc\"}'"
+	@echo "  $(BIN)/sdf show INSTANCE_ID --history"
+	@echo "  $(BIN)/sdf bench"
+
+test: setup  ## run the whole test suite (PostgreSQL tests run when 127.0.0.1:5432 answers; required when CI=true)
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: setup
+	$(BIN)/sdf bench --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+clean:
+	rm -rf $(VENV) sdf.db sdf.db-wal sdf.db-shm
