@@ -119,8 +119,8 @@ human_tasks = sa.Table(
     "human_tasks",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("instance_id", sa.Integer, sa.ForeignKey("instances.id"), nullable=False, index=True),
-    sa.Column("spiff_task_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("instance_id", sa.Integer, sa.ForeignKey("instances.id"), nullable=False),
+    sa.Column("spiff_task_id", sa.String(36), nullable=False),
     sa.Column("element_id", sa.String(255), nullable=False),
     sa.Column("title", sa.String(500), nullable=False),
     sa.Column("candidate_group", sa.String(100)),
@@ -135,6 +135,8 @@ human_tasks = sa.Table(
     sa.Column("claimed_at", UTCDateTime),
     sa.Column("completed_at", UTCDateTime),
     sa.Column("completed_by", sa.String(100)),
+    # one index serves "tasks of an instance" and "the row of this SpiffWorkflow task"
+    sa.UniqueConstraint("instance_id", "spiff_task_id"),
     sa.Index("ix_human_tasks_status_group", "status", "candidate_group", "priority"),
     sa.Index("ix_human_tasks_status_assignee", "status", "assignee", "priority"),
 )
@@ -145,7 +147,7 @@ events = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("instance_id", sa.Integer, index=True),
     sa.Column("task_id", sa.Integer),
-    sa.Column("type", sa.String(50), nullable=False, index=True),
+    sa.Column("type", sa.String(50), nullable=False),
     sa.Column("element_id", sa.String(255)),
     sa.Column("actor", sa.String(100)),
     sa.Column("at", UTCDateTime, nullable=False),

@@ -337,7 +337,9 @@ def _mark_completed(tr: Transition) -> None:
 def _cancel_tasks(tr: Transition, spiff_ids: list[str], completed_id: int | None) -> None:
     rows = tr.conn.execute(
         sa.select(human_tasks.c.id, human_tasks.c.element_id).where(
-            human_tasks.c.spiff_task_id.in_(spiff_ids), task_is_active(human_tasks.c.status)
+            human_tasks.c.instance_id == tr.instance_id,
+            human_tasks.c.spiff_task_id.in_(spiff_ids),
+            task_is_active(human_tasks.c.status),
         )
     ).all()
     rows = [r for r in rows if r.id != completed_id]

@@ -5,7 +5,7 @@ decision log cannot be rewritten by the application or by hand.
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 06:54:21.302437
+Create Date: 2026-11-24 07:21:54.257631
 """
 
 import sqlalchemy as sa
@@ -47,7 +47,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_events_instance_id"), ["instance_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_events_type"), ["type"], unique=False)
 
     op.create_table(
         "groups",
@@ -150,10 +149,9 @@ def upgrade() -> None:
         sa.Column("completed_by", sa.String(length=100), nullable=True),
         sa.ForeignKeyConstraint(["instance_id"], ["instances.id"], name=op.f("fk_human_tasks_instance_id_instances")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_human_tasks")),
-        sa.UniqueConstraint("spiff_task_id", name=op.f("uq_human_tasks_spiff_task_id")),
+        sa.UniqueConstraint("instance_id", "spiff_task_id", name=op.f("uq_human_tasks_instance_id_spiff_task_id")),
     )
     with op.batch_alter_table("human_tasks", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_human_tasks_instance_id"), ["instance_id"], unique=False)
         batch_op.create_index("ix_human_tasks_status_assignee", ["status", "assignee", "priority"], unique=False)
         batch_op.create_index("ix_human_tasks_status_group", ["status", "candidate_group", "priority"], unique=False)
 
@@ -215,7 +213,6 @@ def downgrade() -> None:
     with op.batch_alter_table("human_tasks", schema=None) as batch_op:
         batch_op.drop_index("ix_human_tasks_status_group")
         batch_op.drop_index("ix_human_tasks_status_assignee")
-        batch_op.drop_index(batch_op.f("ix_human_tasks_instance_id"))
 
     op.drop_table("human_tasks")
     op.drop_table("memberships")
@@ -234,7 +231,6 @@ def downgrade() -> None:
     op.drop_table("users")
     op.drop_table("groups")
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_events_type"))
         batch_op.drop_index(batch_op.f("ix_events_instance_id"))
 
     op.drop_table("events")
