@@ -16,7 +16,6 @@ from collections import namedtuple
 from datetime import UTC, datetime
 
 _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
-SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 
 
 class Statement:
@@ -46,8 +45,11 @@ def db_time(conn, value: datetime | None):
     """An aware datetime as the column stores it (naive UTC; a string on SQLite)."""
     if value is None:
         return None
-    naive = value.astimezone(UTC).replace(tzinfo=None)
-    return naive.strftime(SQLITE_DATETIME) if _dialect(conn) == "sqlite" else naive
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    naive = value.replace(tzinfo=None)
+    # isoformat is implemented in C; strftime costs ~10x more and this runs for every timestamp written
+    return naive.isoformat(" ", "microseconds") if _dialect(conn) == "sqlite" else naive
 
 
 def execute(conn, statement: Statement, params: dict) -> int:

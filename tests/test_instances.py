@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from engine import transitions
 from engine.errors import InvalidInput, InvalidState, NotFound
 from engine.schema import instances
 from tests.conftest import BPMN, only_task
@@ -104,3 +105,38 @@ def test_instance_in_a_call_activity_shows_the_child_task(team):
     instance = team.start("project_intake", {"project": "P1"})
     assert only_task(instance)["element_id"] == "assess"
     assert team.get_instance(instance["id"])["status"] == "running"
+
+
+def test_fast_state_serializer_matches_spiffworkflows_own(team):
+    """engine.serializer writes task dictionaries itself for speed; they must equal the library's."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    team.deploy([BPMN / "child.bpmn", BPMN / "parent.bpmn", BPMN / "parallel_loop.bpmn"])
+    started = [
+        team.start("project_intake", {"when": datetime(2026, 1, 2, tzinfo=UTC), "budget": Decimal("10.5")}),
+        team.start("parallel_loop", {"repeat": True, "tags": ["a", "b"]}),
+    ]
+    team.complete(started[1]["tasks"][0]["id"], "quinn", {"nested": {"x": [1, 2]}})
+    for instance in started:
+        with team.db.read() as conn:
+            row = transitions.lock_instance(team, conn, instance["id"])
+            tr = transitions.open_transition(team, conn, row, None)
+        assert team.serializer.dump_state(tr.workflow) == team.serializer.dump_state_generic(tr.workflow)
+
+
+def test_values_scripts_create_survive_storage(team, tmp_path, database_url):
+    from tests import processes
+    from tests.conftest import make_engine
+
+    script = "fee = Decimal('12.50') * 2\nstart_day = date(2026, 3, 1)\nstarted = datetime(2026, 3, 1, 9, 30)\n"
+    team.deploy([processes.write(tmp_path, "typed.bpmn", processes.script_then_task("typed", script))])
+    instance = team.complete(only_task(team.start("typed", {}))["id"], "pat", {})
+    assert instance["data"]["fee"] == "25.00" and instance["data"]["start_day"] == "2026-03-01"
+    other = make_engine(database_url)  # a fresh engine must read the stored state back
+    try:
+        after = other.complete(only_task(other.get_instance(instance["id"]))["id"], "pat", {})
+    finally:
+        other.close()
+    assert after["status"] == "completed"
+    assert after["data"]["fee"] == "25.00"
