@@ -107,7 +107,7 @@ class Transition:
     human_before: dict = field(default_factory=dict)
     failure: Failure | None = None
     saved_status: InstanceStatus | None = None
-    saved_data: dict | None = None
+    saved_data_text: str | None = None
     status_override: InstanceStatus | None = None
     completed_task: tuple | None = None  # (row id, actor, data) of the human task completed here
     completed_spiff_id: str | None = None
@@ -239,12 +239,12 @@ def _instance_values(tr: Transition, status: InstanceStatus) -> dict:
     wf = tr.workflow
     final = status.is_final
     tr.saved_status = status
-    tr.saved_data = current_data(wf)
+    tr.saved_data_text = jsonutil.dumps(current_data(wf))
     conn = tr.conn
     return {
         "status": status.value,
         "state": tr.engine.serializer.dump_state(wf),
-        "data": jsonutil.dumps(tr.saved_data),
+        "data": tr.saved_data_text,
         "updated_at": fastsql.db_time(conn, tr.now),
         "ended_at": fastsql.db_time(conn, tr.now) if final else None,
         "wake_at": None if final else fastsql.db_time(conn, next_timer_due(wf)),
@@ -433,7 +433,7 @@ def result(tr: Transition, version: int) -> dict:
         "version": tr.definition.version,
         "status": status.value,
         "business_key": row.business_key,
-        "data": tr.saved_data,
+        "data": jsonutil.loads(tr.saved_data_text),
         "tasks": tasks,
         "incidents": open_incidents,
         "lock_version": version,
