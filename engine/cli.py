@@ -272,6 +272,32 @@ def tasks(engine, actor, candidate_group, assignee, instance_id, as_json):
     )
 
 
+@cli.command("task")
+@click.argument("task_id", type=int)
+@json_option
+@engine_command
+def show_task(engine, task_id, as_json):
+    """Show one task: who may act, its instructions, its form fields and the process data."""
+    emit(engine.task_details(task_id), as_json, _task_details_text)
+
+
+def _task_details_text(t: dict) -> str:
+    lines = [
+        f"task {t['id']}: {t['title']} [{t['status']}] in instance {t['instance_id']} ({t['process_id']})",
+        f"candidate group: {t['candidate_group'] or 'anyone'}; assignee: {t['assignee'] or '-'}; "
+        f"priority {t['priority']}; due {t['due_at'] or '-'}",
+    ]
+    if t["instructions"]:
+        lines.append(f"instructions: {t['instructions']}")
+    schema = t.get("form_schema") or {}
+    required = set(schema.get("required", []))
+    for name, field in schema.get("properties", {}).items():
+        mark = " (required)" if name in required else ""
+        lines.append(f"  field {name}: {field.get('type', 'any')}{mark} {field.get('title', '')}".rstrip())
+    lines.append(f"data: {jsonutil.dumps(t['instance']['data'])}")
+    return "\n".join(lines)
+
+
 def _task_text(t: dict) -> str:
     return f"task {t['id']}: {t['title']} {t['status']}" + (f" ({t['assignee']})" if t["assignee"] else "")
 

@@ -108,8 +108,9 @@ class DefinitionStore:
     def _store(self, conn, proc: parsing.CompiledProcess, deployed_by: str | None) -> DeployResult:
         document = self.serializer.dump_spec(proc.spec, proc.subprocess_specs)
         document["forms"] = proc.forms
-        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        text = json.dumps(document, separators=(",", ":"))  # keeps the designer's field order
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
         latest = conn.execute(
             sa.select(definitions.c.id, definitions.c.version, definitions.c.sha256)
             .where(definitions.c.process_id == proc.process_id)

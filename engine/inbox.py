@@ -14,7 +14,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from SpiffWorkflow.util.task import TaskState
 
-from . import fastsql, forms, instances
+from . import fastsql, forms, instances, jsonutil
 from .audit import AuditEvent, EventType, write
 from .errors import Conflict, Forbidden, InvalidInput, InvalidState, NotFound
 from .runner import describe_failure
@@ -96,6 +96,30 @@ def list_tasks(
         if user is not None:
             conditions.append(visible_to(engine.require_user(conn, user)))
         return rows(conn, sa.and_(*conditions))
+
+
+def task_details(engine, task_id: int) -> dict:
+    """A task with what a reviewer needs to act on it: its form schema and the instance's data."""
+    with engine.db.read() as conn:
+        found = rows(conn, human_tasks.c.id == task_id)
+        if not found:
+            raise NotFound(f"unknown task {task_id}", task_id=task_id)
+        task = found[0]
+        instance = conn.execute(
+            sa.select(instances_table.c.definition_id, instances_table.c.data, instances_table.c.status).where(
+                instances_table.c.id == task["instance_id"]
+            )
+        ).first()
+        definition = engine.definitions.get(conn, instance.definition_id)
+    task["form_schema"] = definition.forms.get(task["form"]) if task["form"] else None
+    task["instance"] = {
+        "id": task["instance_id"],
+        "process_id": task["process_id"],
+        "status": instance.status,
+        "business_key": task["business_key"],
+        "data": jsonutil.loads(instance.data, {}),
+    }
+    return task
 
 
 def get_task(engine, task_id: int) -> dict:

@@ -114,6 +114,9 @@ class Engine:
     def get_task(self, task_id: int) -> dict:
         return inbox.get_task(self, task_id)
 
+    def task_details(self, task_id: int) -> dict:
+        return inbox.task_details(self, task_id)
+
     def claim(self, task_id: int, user: str) -> dict:
         return inbox.claim(self, task_id, user)
 

@@ -480,6 +480,38 @@ def _json_schema_message(name: str, schema) -> str | None:
     return None
 
 
+DURATION_PROPERTIES = ("dueIn", "followUpIn")
+
+
+def _check_task_properties(c: _Context, root) -> Iterator[Problem]:
+    """Inbox properties are read when a task opens: refuse values that would be ignored there."""
+    for prop in root.iter(*_spiff("property")):
+        name, value = prop.get("name"), (prop.get("value") or "").strip()
+        if name == "priority" and not _is_int(value):
+            yield c.at(prop, f"priority must be a whole number (higher comes first), got {value!r}")
+        elif name in DURATION_PROPERTIES and not _is_duration(value):
+            yield c.at(prop, f"{name} must be an ISO 8601 duration such as P2D or PT4H, got {value!r}")
+
+
+def _is_int(value: str) -> bool:
+    try:
+        int(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_duration(value: str) -> bool:
+    from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+
+    if not value.startswith("P"):
+        return False
+    try:
+        return bool(TimerEventDefinition.parse_iso_duration(value))
+    except Exception:  # noqa: BLE001 - any parse failure means "not a duration"
+        return False
+
+
 _BPMN_CHECKS = (
     _check_duplicate_ids,
     _check_flows,
@@ -490,6 +522,7 @@ _BPMN_CHECKS = (
     _check_call_activities,
     _check_business_rules,
     _check_forms,
+    _check_task_properties,
 )
 
 

@@ -129,3 +129,10 @@ def test_deploy_of_a_missing_path_is_a_clear_error(engine, tmp_path):
 def test_starting_an_unknown_process_names_it(engine):
     with pytest.raises(NotFound, match="nope"):
         engine.start("nope", {})
+
+
+def test_form_fields_keep_the_designers_order(engine):
+    engine.deploy([BPMN / "review_loop.bpmn"])
+    instance = engine.start("review_loop", {})
+    schema = engine.task_details(only_task(instance)["id"])["form_schema"]
+    assert list(schema["properties"]) == ["title", "hours", "contact"]

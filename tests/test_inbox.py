@@ -116,3 +116,13 @@ def test_unknown_task_and_user(review):
         review.complete(task["id"], "ghost", GOOD)
     with pytest.raises(InvalidInput):
         review.complete(task["id"], "pat", ["a", "list"])
+
+
+def test_task_details_show_the_form_and_the_process_data(review):
+    instance = review.start("review_loop", {"client": "ACME"}, business_key="ACME-9")
+    details = review.task_details(only_task(instance)["id"])
+    assert details["form_schema"]["required"] == ["title", "hours"]
+    assert details["instance"]["data"]["client"] == "ACME"
+    assert details["instance"]["business_key"] == "ACME-9"
+    with pytest.raises(NotFound):
+        review.task_details(4242)

@@ -17,6 +17,7 @@ from engine import validation
 from engine.errors import ScriptError
 from engine.scripting import compile_script
 from engine.validation import Problem
+from tests.conftest import BPMN as BPMN_DIR
 
 HEADER = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
@@ -608,3 +609,21 @@ def test_problem_text_and_sorting_with_unknown_lines():
     assert str(b) == "a.bpmn:3: t: task level"
     assert sorted({b, a, Problem("a.bpmn", 3, "t", "task level")}) == [a, b]
     assert a != Problem("a.bpmn", 0, None, "file level")
+
+
+def test_inbox_properties_with_unusable_values_are_refused(tmp_path):
+    from engine.errors import DefinitionInvalid
+    from engine.parsing import collect_files, compile_bundle
+
+    text = (BPMN_DIR / "review_loop.bpmn").read_text()
+    text = text.replace('name="priority" value="70"', 'name="priority" value="high"')
+    text = text.replace('name="dueIn" value="P2D"', 'name="dueIn" value="2 days"')
+    (tmp_path / "forms").mkdir()
+    for form in (BPMN_DIR / "forms").iterdir():
+        (tmp_path / "forms" / form.name).write_text(form.read_text())
+    (tmp_path / "review_loop.bpmn").write_text(text)
+    with pytest.raises(DefinitionInvalid) as info:
+        compile_bundle(collect_files([tmp_path / "review_loop.bpmn"]))
+    messages = [str(p) for p in info.value.problems]
+    assert any(": submit: priority must be a whole number" in m and "'high'" in m for m in messages)
+    assert any(": submit: dueIn must be an ISO 8601 duration" in m for m in messages)
