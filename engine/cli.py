@@ -379,6 +379,43 @@ def retry(engine, incident_id, data, actor, as_json):
     emit(engine.get_instance(instance["id"]), as_json, _instance_text)
 
 
+# -- timers ----------------------------------------------------------------------------------
+@cli.command()
+@json_option
+@engine_command
+def timers(engine, as_json):
+    """List instances waiting for a timer, soonest first."""
+    from .timers import waiting_timers
+
+    rows = waiting_timers(engine)
+    emit(
+        rows,
+        as_json,
+        lambda rs: (
+            "\n".join(f"{r['due_at']}  instance {r['instance_id']} ({r['process_id']})" for r in rs)
+            or "no waiting timers"
+        ),
+    )
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Fire what is due now and exit.")
+@engine_command
+def scheduler(engine, once):
+    """Fire timers as they come due (foreground; stop with Ctrl-C)."""
+    from .timers import TimerScheduler, fire_due
+
+    if once:
+        click.echo(f"fired timers of {fire_due(engine)} instance(s)")
+        return
+    loop = TimerScheduler(engine)
+    click.echo("firing timers as they come due; Ctrl-C to stop")
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        click.echo(f"stopped; fired timers of {loop.fired} instance(s)")
+
+
 # -- users -------------------------------------------------------------------------------------
 @cli.group()
 def users():

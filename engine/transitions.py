@@ -19,6 +19,7 @@ from datetime import datetime
 from threading import Lock
 
 import sqlalchemy as sa
+from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.util.task import TaskState
@@ -291,23 +292,27 @@ def current_data(workflow) -> dict:
 
 def next_timer_due(workflow) -> datetime | None:
     """Earliest due time of a waiting timer (the scheduler wakes the instance then)."""
-    due = []
-    for task in all_tasks(workflow):
-        if task.state != TaskState.WAITING or not isinstance(task.task_spec, CatchingEvent):
-            continue
-        value = task.internal_data.get("event_value")
-        definition = task.task_spec.event_definition
-        if value is None or not isinstance(definition, TimerEventDefinition):
-            continue
-        if isinstance(value, dict):
-            if value.get("cycles") == 0:
-                continue
-            value = value["next"]
-        try:
-            due.append(TimerEventDefinition.get_datetime(value))
-        except (TypeError, ValueError):
-            continue
+    due = [d for d in (_timer_due(t) for t in all_tasks(workflow) if t.state == TaskState.WAITING) if d]
     return min(due) if due else None
+
+
+def _timer_due(task) -> datetime | None:
+    spec = task.task_spec
+    if not isinstance(spec, CatchingEvent):
+        return None
+    definition = spec.event_definition
+    parts = definition.event_definitions if isinstance(definition, MultipleEventDefinition) else [definition]
+    if not any(isinstance(d, TimerEventDefinition) for d in parts):
+        return None
+    value = task.internal_data.get("event_value")
+    if isinstance(value, dict):  # cycle: {"cycles": n, "next": iso, "duration": s}
+        value = value.get("next") if value.get("cycles") != 0 else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return TimerEventDefinition.get_datetime(value)
+    except ValueError:
+        return None
 
 
 def _sync_human_tasks(tr: Transition) -> None:

@@ -1,0 +1,114 @@
+"""Timers fire from the database's due times: intermediate and boundary timers, once each."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+
+import pytest
+
+from engine import timers
+from tests.conftest import BPMN, make_engine, only_task
+
+FAST = {"cool_off": "PT0.2S", "warn_after": "PT0.3S", "breach_after": "PT1H"}
+
+
+@pytest.fixture
+def sla(team):
+    team.deploy([BPMN / "sla.bpmn"])
+    return team
+
+
+def wait_until_due(engine, instance_id: int) -> None:
+    due = datetime.fromisoformat(
+        next(t["due_at"] for t in timers.waiting_timers(engine) if t["instance_id"] == instance_id)
+    )
+    time.sleep(max(0.0, (due - engine.clock()).total_seconds()) + 0.05)
+
+
+def test_intermediate_timer_waits_then_opens_the_task(sla):
+    instance = sla.start("sla", dict(FAST))
+    assert instance["status"] == "waiting" and instance["tasks"] == []
+    assert timers.fire_due(sla) == 0  # not due yet: nothing happens
+    wait_until_due(sla, instance["id"])
+    assert timers.fire_due(sla) == 1
+    after = sla.get_instance(instance["id"])
+    assert only_task(after)["element_id"] == "resolve"
+    assert after["status"] == "running"
+
+
+def test_non_interrupting_boundary_timer_escalates_and_keeps_the_task(sla):
+    instance = sla.start("sla", dict(FAST))
+    wait_until_due(sla, instance["id"])
+    timers.fire_due(sla)
+    wait_until_due(sla, instance["id"])
+    timers.fire_due(sla)
+    open_tasks = {t["element_id"]: t for t in sla.get_instance(instance["id"])["tasks"]}
+    assert set(open_tasks) == {"resolve", "escalation"}
+    assert open_tasks["escalation"]["candidate_group"] == "delivery_manager"
+    # resolving the original task still works and the escalation stays with the manager
+    after = sla.complete(open_tasks["resolve"]["id"], "eli", {})
+    assert [t["element_id"] for t in after["tasks"]] == ["escalation"]
+
+
+def test_interrupting_boundary_timer_cancels_the_task(sla):
+    instance = sla.start("sla", {"cool_off": "PT0S", "warn_after": "PT1H", "breach_after": "PT0.3S"})
+    task = only_task(sla.get_instance(instance["id"]))
+    wait_until_due(sla, instance["id"])
+    timers.fire_due(sla)
+    after = sla.get_instance(instance["id"])
+    assert only_task(after)["element_id"] == "take_over"
+    assert sla.get_task(task["id"])["status"] == "cancelled"
+    assert "task_cancelled" in [e["type"] for e in sla.history(instance["id"])]
+
+
+def test_two_schedulers_firing_together_fire_each_timer_once(sla, database_url):
+    started = [sla.start("sla", dict(FAST))["id"] for _ in range(5)]
+    for instance_id in started:
+        wait_until_due(sla, instance_id)
+    engines = [make_engine(database_url) for _ in range(2)]
+    barrier = threading.Barrier(2)
+
+    def fire(eng):
+        barrier.wait()
+        timers.fire_due(eng)
+
+    threads = [threading.Thread(target=fire, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for e in engines:
+        e.close()
+    for instance_id in started:
+        created = [e for e in sla.history(instance_id) if e["type"] == "task_created"]
+        assert [e["element_id"] for e in created] == ["resolve"]
+
+
+def test_scheduler_fires_100_timers_once_each(sla, database_url):
+    """100 instances with 1-2 s timers: all fire, none twice, each within about a second."""
+    started = []
+    for n in range(100):
+        delay = 1 + (n % 10) / 10
+        started.append(sla.start("sla", {"cool_off": f"PT{delay}S", "warn_after": "PT1H", "breach_after": "PT2H"}))
+    scheduler = timers.TimerScheduler(make_engine(database_url), max_sleep=0.2)
+    thread = scheduler.start_thread()
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            if all(sla.get_instance(i["id"])["tasks"] for i in started):
+                break
+            time.sleep(0.2)
+    finally:
+        scheduler.stop()
+        thread.join(10)
+        scheduler.engine.close()
+    for instance in started:
+        history = sla.history(instance["id"])
+        created = [e for e in history if e["type"] == "task_created"]
+        assert [e["element_id"] for e in created] == ["resolve"], instance["id"]
+        started_at = datetime.fromisoformat(history[0]["at"])
+        opened_at = datetime.fromisoformat(created[0]["at"])
+        delay = float(instance["data"]["cool_off"][2:-1])
+        assert 0 <= (opened_at - started_at).total_seconds() - delay < 1.5
