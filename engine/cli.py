@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from . import jsonutil
 from .errors import DefinitionInvalid, FormValidationError, SdfError
+from .outbox import JobStatus
 from .runtime import build_engine
 from .settings import SETTINGS
 
@@ -399,21 +400,48 @@ def timers(engine, as_json):
 
 
 @cli.command()
-@click.option("--once", is_flag=True, help="Fire what is due now and exit.")
+@click.option("--once", is_flag=True, help="Do what is due now and exit.")
 @engine_command
-def scheduler(engine, once):
-    """Fire timers as they come due (foreground; stop with Ctrl-C)."""
-    from .timers import TimerScheduler, fire_due
+def worker(engine, once):
+    """Fire timers and run background jobs (service calls) as they come due; Ctrl-C stops it."""
+    from .background import BackgroundWorker
 
+    loop = BackgroundWorker(engine)
     if once:
-        click.echo(f"fired timers of {fire_due(engine)} instance(s)")
+        loop.run_once()
+        click.echo(f"fired timers of {loop.timers_fired} instance(s), ran {loop.jobs_run} job(s)")
         return
-    loop = TimerScheduler(engine)
-    click.echo("firing timers as they come due; Ctrl-C to stop")
+    click.echo("firing timers and running jobs as they come due; Ctrl-C to stop")
     try:
         loop.run()
     except KeyboardInterrupt:
-        click.echo(f"stopped; fired timers of {loop.fired} instance(s)")
+        click.echo(f"stopped; fired timers of {loop.timers_fired} instance(s), ran {loop.jobs_run} job(s)")
+
+
+@cli.command("jobs")
+@click.option("--status", type=click.Choice([s.value for s in JobStatus]))
+@click.option("--instance", "instance_id", type=int)
+@json_option
+@engine_command
+def list_jobs(engine, status, instance_id, as_json):
+    """List background jobs (service calls) with their attempts and last error."""
+    from .outbox import list_jobs as query
+
+    with engine.db.read() as conn:
+        rows = query(conn, status=status, instance_id=instance_id)
+    emit(
+        rows,
+        as_json,
+        lambda rs: (
+            "\n".join(
+                f"{j['id']:>5}  {j['status']:<9} {j['operator'] or j['kind']:<20} instance {j['instance_id']} "
+                f"attempt {j['attempts']}/{j['max_attempts']}"
+                + (f"  last error: {j['last_error']}" if j["last_error"] else "")
+                for j in rs
+            )
+            or "no jobs"
+        ),
+    )
 
 
 # -- users -------------------------------------------------------------------------------------
@@ -460,8 +488,9 @@ def users_list(engine, as_json):
     "--postgres", "postgres_url", help="Also measure on this PostgreSQL server (a scratch database is created)."
 )
 @click.option("--loops", default="10,100,1000", show_default=True, help="Loop counts for the growth measurement.")
+@click.option("--background/--no-background", default=True, help="Also measure timer lateness and service calls.")
 @json_option
-def bench(count, postgres_url, loops, as_json):
+def bench(count, postgres_url, loops, background, as_json):
     """Measure durable vs raw in-memory throughput, and completion time as history grows."""
     from .bench import run_benchmarks
 
@@ -471,6 +500,7 @@ def bench(count, postgres_url, loops, as_json):
             postgres_url=postgres_url,
             loops=[int(x) for x in loops.split(",") if x.strip()],
             progress=None if as_json else click.echo,
+            background=background,
         )
     except SdfError as exc:
         _fail(exc)

@@ -89,16 +89,20 @@ class DefinitionStore:
         self._cache_size = cache_size
 
     # -- deploy -------------------------------------------------------------------------
-    def compile(self, bundle: parsing.Bundle) -> list[parsing.CompiledProcess]:
+    def compile(self, bundle: parsing.Bundle, operators: set[str] | None = None) -> list[parsing.CompiledProcess]:
         try:
             with self.db.read() as conn:
                 deployed = set(conn.execute(sa.select(definitions.c.process_id).distinct()).scalars())
         except sa.exc.DBAPIError:  # no schema yet: validate the files on their own
             deployed = set()
-        return parsing.compile_bundle(bundle, deployed_ids=deployed, resolve_external=self._resolve_external)
+        return parsing.compile_bundle(
+            bundle, deployed_ids=deployed, resolve_external=self._resolve_external, operators=operators
+        )
 
-    def deploy(self, bundle: parsing.Bundle, deployed_by: str | None = None) -> list[DeployResult]:
-        compiled = self.compile(bundle)
+    def deploy(
+        self, bundle: parsing.Bundle, deployed_by: str | None = None, operators: set[str] | None = None
+    ) -> list[DeployResult]:
+        compiled = self.compile(bundle, operators)
         with self.db.write() as conn:
             try:
                 return [self._store(conn, proc, deployed_by) for proc in compiled]

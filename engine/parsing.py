@@ -19,13 +19,19 @@ from SpiffWorkflow.spiff.parser import SpiffBpmnParser
 
 from . import validation
 from .errors import DefinitionInvalid, InvalidInput
+from .servicetasks import PARSER_OVERRIDES
 
 PROCESS_SUFFIXES = {".bpmn": "bpmn", ".bpmn20.xml": "bpmn", ".dmn": "dmn"}
 FORM_PROPERTIES = ("formJsonSchemaFilename", "formUiSchemaFilename")
 
 
 class SdfParser(SpiffBpmnParser):
-    """The parser of the engine: the spiff dialect (forms, operators, properties) plus DMN."""
+    """The parser of the engine: the spiff dialect (forms, operators, properties) plus DMN.
+
+    Service tasks become :class:`engine.servicetasks.AsyncServiceTask` (called by a job).
+    """
+
+    OVERRIDE_PARSER_CLASSES = {**SpiffBpmnParser.OVERRIDE_PARSER_CLASSES, **PARSER_OVERRIDES}
 
 
 @dataclass
@@ -105,9 +111,16 @@ ExternalResolver = Callable[[str], tuple | None]
 
 
 def compile_bundle(
-    bundle: Bundle, *, deployed_ids: set[str] = frozenset(), resolve_external: ExternalResolver | None = None
+    bundle: Bundle,
+    *,
+    deployed_ids: set[str] = frozenset(),
+    resolve_external: ExternalResolver | None = None,
+    operators: set[str] | None = None,
 ) -> list[CompiledProcess]:
-    """Check and parse every file of ``bundle``; raise DefinitionInvalid with all problems."""
+    """Check and parse every file of ``bundle``; raise DefinitionInvalid with all problems.
+
+    ``operators`` are the service-task operator names available; None skips that check.
+    """
     trees, problems = _parse_xml(bundle)
     process_owner = {pid: name for name, tree in trees.items() for pid in validation.process_ids(tree)}
     decisions = {d for name, tree in trees.items() for d in validation.decision_ids(tree)}
@@ -123,6 +136,8 @@ def compile_bundle(
             problems.append(validation.problem_from_spiff(exc, trees, file_name))
         except DefinitionInvalid as exc:
             problems.extend(exc.problems)
+    if operators is not None:
+        problems += _unknown_operators(compiled, trees, operators)
     if problems:
         raise DefinitionInvalid(sorted(set(problems)))
     return compiled
@@ -185,6 +200,31 @@ def _compile_process(parser, bundle, trees, pid, file_name, resolve_external) ->
     return CompiledProcess(
         pid, spec.description if spec.description != pid else None, file_name, spec, subs, forms, sources
     )
+
+
+def _unknown_operators(compiled: list[CompiledProcess], trees: dict, operators: set[str]) -> list:
+    found = []
+    for proc in compiled:
+        for spec in [proc.spec, *proc.subprocess_specs.values()]:
+            file_name = getattr(spec, "file", None) or proc.source_file
+            for task_spec in spec.task_specs.values():
+                name = getattr(task_spec, "operation_name", None)
+                if name is not None and name not in operators:
+                    line = _line_of(trees.get(file_name), task_spec.bpmn_id)
+                    known = ", ".join(sorted(operators)) or "none are installed"
+                    found.append(
+                        validation.Problem(
+                            file_name, line, task_spec.bpmn_id, f"unknown operator {name!r} (available: {known})"
+                        )
+                    )
+    return found
+
+
+def _line_of(tree, element_id: str) -> int | None:
+    if tree is None:
+        return None
+    hits = tree.xpath("//*[@id=$id]", id=element_id)
+    return hits[0].sourceline if hits else None
 
 
 def _files_of(specs, bundle: Bundle) -> set[str]:

@@ -17,6 +17,7 @@ from .db import Database
 from .definitions import DefinitionStore, DeployResult
 from .errors import ConfigurationError, NotFound
 from .instances import list_incidents
+from .operators import OperatorRegistry
 from .schema import utcnow
 from .scripting import create_script_engine
 from .serializer import StateSerializer
@@ -35,6 +36,17 @@ class Engine:
         self.definitions = DefinitionStore(self.db, self.serializer)
         self.workflows = WorkflowCache()
         self.script_engine = create_script_engine(time_limit=settings.script_time_limit)
+        self.operators = OperatorRegistry()
+        self._work_listeners: list = []
+
+    # -- background work ------------------------------------------------------------------
+    def add_work_listener(self, callback) -> None:
+        """``callback()`` runs after a commit that created background work (jobs, earlier timers)."""
+        self._work_listeners.append(callback)
+
+    def notify_work(self) -> None:
+        for callback in list(self._work_listeners):
+            callback()
 
     # -- set-up ---------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -62,10 +74,10 @@ class Engine:
 
     # -- definitions ----------------------------------------------------------------------
     def validate(self, paths: Iterable[str | Path]) -> list[parsing.CompiledProcess]:
-        return self.definitions.compile(parsing.collect_files(paths))
+        return self.definitions.compile(parsing.collect_files(paths), operators=self.operators.names())
 
     def deploy(self, paths: Iterable[str | Path], deployed_by: str | None = None) -> list[DeployResult]:
-        return self.definitions.deploy(parsing.collect_files(paths), deployed_by)
+        return self.definitions.deploy(parsing.collect_files(paths), deployed_by, operators=self.operators.names())
 
     def list_definitions(self) -> list[dict]:
         with self.db.read() as conn:

@@ -170,3 +170,26 @@ incidents = sa.Table(
     sa.Column("resolved_at", UTCDateTime),
     sa.Column("resolved_by", sa.String(100)),
 )
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("instance_id", sa.Integer, sa.ForeignKey("instances.id")),
+    sa.Column("spiff_task_id", sa.String(36)),
+    sa.Column("element_id", sa.String(255)),
+    sa.Column("operator", sa.String(255)),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("idempotency_key", sa.String(100), nullable=False, unique=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("backoff_seconds", sa.Float, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("locked_until", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_outbox_status_next", "status", "next_attempt_at"),
+)

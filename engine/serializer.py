@@ -19,6 +19,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
 from .errors import SdfError
+from .servicetasks import SERIALIZER_CONFIG
 
 STATE_FORMAT = f"sdf-1/spiff-{VERSION}"
 
@@ -104,6 +105,7 @@ class StateSerializer:
 
     def __init__(self, extra_config: dict | None = None):
         config = dict(SPIFF_CONFIG)
+        config.update(SERIALIZER_CONFIG)
         config.update(extra_config or {})
         config[BpmnWorkflow] = SpecFreeWorkflowConverter
         registry = BpmnWorkflowSerializer.configure(config)

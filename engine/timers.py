@@ -9,16 +9,14 @@ and advances each through a normal transition: the instance row is locked, Spiff
 once serialise on the row lock; the second finds nothing due and changes nothing, so a timer
 never fires twice. Nothing lives outside the database: a restart loses nothing.
 
-:class:`TimerScheduler` sleeps until the next due time (one indexed ``MIN(wake_at)`` query),
-at most ``max_sleep`` seconds so that timers created by other processes are seen promptly,
-and can be woken early with :meth:`TimerScheduler.wake`.
+:class:`engine.background.BackgroundWorker` runs :func:`fire_due` in a loop, sleeping until
+the next due time (:func:`next_due`, one indexed ``MIN(wake_at)`` query).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -82,40 +80,3 @@ def waiting_timers(engine, limit: int = 100) -> list[dict]:
             {"instance_id": r.id, "process_id": r.process_id, "due_at": r.wake_at.isoformat()}
             for r in conn.execute(query)
         ]
-
-
-class TimerScheduler:
-    """Fires timers as they come due, in a loop (run it in a thread or in the foreground)."""
-
-    def __init__(self, engine, *, max_sleep: float = 1.0):
-        self.engine = engine
-        self.max_sleep = max_sleep
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self.fired = 0
-
-    def wake(self) -> None:
-        """Re-check now (e.g. after this process created an earlier timer)."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-
-    def run(self) -> None:
-        while not self._stop.is_set():
-            self.fired += fire_due(self.engine)
-            self._wake.wait(self._sleep_time())
-            self._wake.clear()
-
-    def _sleep_time(self) -> float:
-        upcoming = next_due(self.engine)
-        if upcoming is None:
-            return self.max_sleep
-        seconds = (upcoming - self.engine.clock()) / timedelta(seconds=1)
-        return min(max(seconds, 0.0), self.max_sleep)
-
-    def start_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, name="sdf-timers", daemon=True)
-        thread.start()
-        return thread

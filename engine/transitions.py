@@ -24,7 +24,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.util.task import TaskState
 
-from . import audit, fastsql, humantasks, jsonutil
+from . import audit, fastsql, humantasks, jsonutil, outbox, servicetasks
 from .audit import AuditEvent, EventType
 from .errors import Conflict, NotFound
 from .runner import Failure, advance, all_tasks
@@ -113,6 +113,7 @@ class Transition:
     completed_task: tuple | None = None  # (row id, actor, data) of the human task completed here
     completed_spiff_id: str | None = None
     new_tasks: list = field(default_factory=list)  # (row id, HumanTaskInfo) inserted by this transition
+    calls_before: dict = field(default_factory=dict)  # service calls pending when the transition opened
 
     @property
     def instance_id(self) -> int:
@@ -185,6 +186,7 @@ def open_transition(engine, conn, row, actor: str | None) -> Transition:
         workflow.script_engine = engine.script_engine
     tr = Transition(engine, conn, row, definition, workflow, actor, engine.clock())
     tr.human_before = humantasks.ready_human_tasks(workflow)
+    tr.calls_before = servicetasks.pending_calls(workflow)
     return tr
 
 
@@ -254,6 +256,8 @@ def _instance_values(tr: Transition, status: InstanceStatus) -> dict:
 
 def _finish(tr: Transition, status: InstanceStatus) -> None:
     _sync_human_tasks(tr)
+    if outbox.record_calls(tr, tr.calls_before, servicetasks.pending_calls(tr.workflow)):
+        tr.conn.info.setdefault("sdf_after_commit", []).append(tr.engine.notify_work)
     if tr.failure is not None:
         _raise_incident(tr)
     if status == InstanceStatus.COMPLETED and tr.row.status != InstanceStatus.COMPLETED.value:

@@ -295,11 +295,16 @@ def check_bpmn(
     return sorted({problem for check in _BPMN_CHECKS for problem in check(context, root)})
 
 
+SPIFF_NAMESPACE = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+
+
 def _check_duplicate_ids(c: _Context, root) -> Iterator[Problem]:
+    """BPMN and diagram ids must be unique; spiff extension ``id`` attributes (operator and
+    parameter names) are not element ids and may repeat."""
     first_line: dict[str, int] = {}
     for element in root.iter(etree.Element):
         ident = element.get("id")
-        if ident is None:
+        if ident is None or etree.QName(element).namespace == SPIFF_NAMESPACE:
             continue
         if ident in first_line:
             message = f"duplicate id (also used on line {first_line[ident]}); give each element its own id"

@@ -360,7 +360,7 @@ def test_settings_lists_database_url(sqlite_url):
 
 # -- 7. bench -----------------------------------------------------------------------------------
 def test_bench_json(sqlite_url):
-    report = ok_json(sqlite_url, "bench", "--instances", "20", "--loops", "5,10")
+    report = ok_json(sqlite_url, "bench", "--instances", "20", "--loops", "5,10", "--no-background")
     sqlite = report["sqlite"]
     for key in ("raw_per_s", "durable_per_s", "ratio"):
         assert isinstance(sqlite[key], float) and sqlite[key] > 0, (key, sqlite)

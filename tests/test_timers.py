@@ -9,6 +9,7 @@ from datetime import datetime
 import pytest
 
 from engine import timers
+from engine.background import BackgroundWorker
 from tests.conftest import BPMN, make_engine, only_task
 
 FAST = {"cool_off": "PT0.2S", "warn_after": "PT0.3S", "breach_after": "PT1H"}
@@ -92,7 +93,7 @@ def test_scheduler_fires_100_timers_once_each(sla, database_url):
     for n in range(100):
         delay = 1 + (n % 10) / 10
         started.append(sla.start("sla", {"cool_off": f"PT{delay}S", "warn_after": "PT1H", "breach_after": "PT2H"}))
-    scheduler = timers.TimerScheduler(make_engine(database_url), max_sleep=0.2)
+    scheduler = BackgroundWorker(make_engine(database_url), max_sleep=0.2)
     thread = scheduler.start_thread()
     deadline = time.monotonic() + 20
     try:

@@ -137,15 +137,43 @@ def run_benchmarks(
     postgres_url: str | None = None,
     loops: list[int] = (10, 100, 1000),
     progress: Callable | None = None,
+    background: bool = True,
 ) -> dict:
     loops = list(loops)
     report = {}
     with tempfile.TemporaryDirectory() as folder:
         report["sqlite"] = _measure(f"sqlite:///{folder}/bench.db", count, loops, progress)
+        if background:
+            report["sqlite"].update(_background(lambda name: f"sqlite:///{folder}/{name}.db", progress, "sqlite"))
     if postgres_url:
         with scratch_postgres(postgres_url) as url:
             report["postgresql"] = _measure(url, count, loops, progress)
+        if background:
+            report["postgresql"].update(_background_postgres(postgres_url, progress))
     return report
+
+
+def _background(url_for, progress, label: str) -> dict:
+    from .background import service_throughput, timer_lateness
+
+    result = {"timers": timer_lateness(url_for("timers")), "service_calls": service_throughput(url_for("calls"))}
+    if progress:
+        t, c = result["timers"], result["service_calls"]
+        progress(
+            f"{label}: timer lateness with {t['waiting_timers']} waiting, {t['due_timers']} due in one second: "
+            f"p50 {t['p50_ms']} ms, p99 {t['p99_ms']} ms (target p99 < 1000 ms)"
+        )
+        progress(
+            f"{label}: service calls ({c['operator_latency_ms']:.0f} ms operator): 1 worker "
+            f"{c['one_worker_per_s']}/s, 2 workers {c['two_workers_per_s']}/s, x{c['speedup']} (target >= 1.7)"
+        )
+    return result
+
+
+def _background_postgres(server_url: str, progress) -> dict:
+    with scratch_postgres(server_url) as timers_url, scratch_postgres(server_url) as calls_url:
+        urls = {"timers": timers_url, "calls": calls_url}
+        return _background(lambda name: urls[name], progress, "postgresql")
 
 
 class scratch_postgres:
