@@ -15,7 +15,7 @@ import click
 import sqlalchemy as sa
 
 from . import jsonutil
-from .errors import DefinitionInvalid, FormValidationError, SdfError
+from .errors import DefinitionInvalid, FormValidationError, InvalidInput, SdfError
 from .outbox import JobStatus
 from .runtime import build_engine
 from .settings import SETTINGS
@@ -457,19 +457,36 @@ def users():
 @click.option("--admin", is_flag=True, help="May act on every task.")
 @click.option("--email")
 @click.option("--display-name")
+@click.option("--skill", "skills", multiple=True, metavar="NAME:LEVEL", help="A skill with level 1-5 (repeatable).")
 @json_option
 @engine_command
-def users_add(engine, name, groups_, password_stdin, admin, email, display_name, as_json):
-    """Add a user, optionally with groups and a password."""
+def users_add(engine, name, groups_, password_stdin, admin, email, display_name, skills, as_json):
+    """Add a user, optionally with groups, skills and a password."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     user = engine.add_user(
-        name, groups_=list(groups_), password=password, is_admin=admin, email=email, display_name=display_name
+        name,
+        groups_=list(groups_),
+        password=password,
+        is_admin=admin,
+        email=email,
+        display_name=display_name,
+        skills=_parse_skills(skills),
     )
     emit(
         user.to_dict(),
         as_json,
         f"user {user.name} added" + (f" to {', '.join(sorted(user.groups))}" if user.groups else ""),
     )
+
+
+def _parse_skills(values) -> dict[str, int]:
+    skills = {}
+    for value in values:
+        name, sep, level = value.partition(":")
+        if not sep or not level.strip().isdigit():
+            raise InvalidInput(f"--skill {value!r}: use NAME:LEVEL with a level from 1 to 5, e.g. python:4")
+        skills[name.strip()] = int(level)
+    return skills
 
 
 @users.command("list")
@@ -479,6 +496,28 @@ def users_list(engine, as_json):
     """List users and their groups."""
     rows = [u.to_dict() for u in engine.list_users()]
     emit(rows, as_json, lambda rs: "\n".join(f"{u['name']:<16} {', '.join(u['groups'])}" for u in rs) or "no users")
+
+
+# -- plugins -----------------------------------------------------------------------------------
+@cli.command("plugins")
+@json_option
+@engine_command(needs_schema=False)
+def list_plugins(engine, as_json):
+    """List loaded plugins with their version, hooks, operators and script functions."""
+    from .plugins import describe
+
+    rows = [p.to_dict() for p in describe(engine.plugins)]
+    for row in rows:
+        row["operators"] = sorted(op.name for op in engine.operators.all() if op.provider == row["name"])
+    emit(
+        rows,
+        as_json,
+        lambda rs: "\n".join(
+            f"{p['name']} {p['version'] or ''}{' (built-in)' if p['builtin'] else ''}: {', '.join(p['hooks']) or '-'}"
+            + (f"; operators: {', '.join(p['operators'])}" if p["operators"] else "")
+            for p in rs
+        ),
+    )
 
 
 # -- benchmark ---------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 The candidate group is the BPMN lane name (a ``candidateGroup`` property overrides it); the
 title is the element name; ``priority`` (integer, default 50), ``dueIn`` (ISO 8601 duration,
 e.g. ``P2D``) and ``followUpIn`` come from ``spiffworkflow:property`` elements; the form is
-the spiff ``formJsonSchemaFilename`` property.
+the spiff ``formJsonSchemaFilename`` property. ``assignment="auto"`` or ``requiredSkills``
+(comma-separated) ask for an assignee chosen by the ``choose_assignee`` hook.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class HumanTaskInfo:
     follow_up_at: datetime | None
     form: str | None
     instructions: str | None
+    required_skills: tuple[str, ...] = ()
+    auto_assign: bool = False
+    assignee: str | None = None
 
 
 def properties(task_spec) -> dict:
@@ -55,7 +59,13 @@ def describe(task, now: datetime) -> HumanTaskInfo:
         follow_up_at=_after(now, props.get("followUpIn")),
         form=props.get("formJsonSchemaFilename"),
         instructions=extensions.get("instructionsForEndUser") or spec.documentation,
+        required_skills=_skills(props.get("requiredSkills")),
+        auto_assign=props.get("assignment") == "auto" or bool(props.get("requiredSkills")),
     )
+
+
+def _skills(raw: str | None) -> tuple[str, ...]:
+    return tuple(s.strip() for s in (raw or "").split(",") if s.strip())
 
 
 def _int(raw, default: int) -> int:

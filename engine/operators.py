@@ -73,3 +73,6 @@ class OperatorRegistry:
 
     def names(self) -> set[str]:
         return set(self._operators)
+
+    def all(self) -> list[Operator]:
+        return sorted(self._operators.values(), key=lambda op: op.name)

@@ -18,6 +18,8 @@ from .definitions import DefinitionStore, DeployResult
 from .errors import ConfigurationError, NotFound
 from .instances import list_incidents
 from .operators import OperatorRegistry
+from .plugins import create_plugin_manager, deliver, listening
+from .plugins import install as install_plugins
 from .schema import utcnow
 from .scripting import create_script_engine
 from .serializer import StateSerializer
@@ -28,7 +30,7 @@ from .transitions import WorkflowCache
 class Engine:
     """The Service Delivery Framework engine (no Flask, no Redis)."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow):
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow, plugins=None):
         self.settings = settings
         self.clock = clock
         self.db = Database(settings.database_url)
@@ -38,6 +40,34 @@ class Engine:
         self.script_engine = create_script_engine(time_limit=settings.script_time_limit)
         self.operators = OperatorRegistry()
         self._work_listeners: list = []
+        self.plugins = plugins or create_plugin_manager(disabled=settings.disable_plugins.split(","))
+        install_plugins(self, self.plugins)
+        self._listening = listening(self.plugins)
+
+    # -- plugins --------------------------------------------------------------------------
+    def emits(self, hook_name: str) -> bool:
+        """True when some plugin listens to this lifecycle hook (else events are not even built)."""
+        return hook_name in self._listening
+
+    def emit(self, hook_name: str, **kwargs) -> None:
+        if hook_name in self._listening:
+            deliver(self, hook_name, **kwargs)
+
+    def record_plugin_failure(self, plugin_name: str, hook_name: str, exc: Exception, kwargs: dict) -> None:
+        from . import audit
+        from .audit import AuditEvent
+
+        subject = next((v for v in kwargs.values() if isinstance(v, dict)), {})
+        instance_id = subject.get("instance_id", subject.get("id") if hook_name.startswith("instance") else None)
+        event = AuditEvent(
+            "plugin_failed",
+            self.clock(),
+            instance_id=instance_id,
+            actor=plugin_name,
+            data={"hook": hook_name, "error": f"{type(exc).__name__}: {exc}"},
+        )
+        with self.db.write() as conn:
+            audit.write(conn, [event])
 
     # -- background work ------------------------------------------------------------------
     def add_work_listener(self, callback) -> None:
@@ -146,6 +176,7 @@ class Engine:
 
     # -- users ----------------------------------------------------------------------------
     def add_user(self, name: str, **kwargs) -> users.User:
+        """Add a user; keyword arguments: groups_, password, display_name, email, is_admin, skills."""
         with self.db.write() as conn:
             return users.add_user(conn, name, **kwargs)
 

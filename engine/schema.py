@@ -193,3 +193,11 @@ outbox = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_outbox_status_next", "status", "next_attempt_at"),
 )
+
+user_skills = sa.Table(
+    "user_skills",
+    metadata,
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("skill", sa.String(100), primary_key=True),
+    sa.Column("level", sa.Integer, nullable=False),
+)

@@ -32,6 +32,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PROCESSES_DIR", "processes", "Folder of BPMN/DMN/form files deployed by `sdf init`."),
     Setting("SECRET_KEY", None, "Secret for signing web sessions and tokens (required for `sdf serve`)."),
     Setting("SCRIPT_TIME_LIMIT", "2.0", "Seconds a BPMN script or condition may run before it is stopped.", float),
+    Setting("DISABLE_PLUGINS", "", "Comma-separated plugin names not to load (see `sdf plugins`)."),
     Setting(
         "ENGINE_STEP_LIMIT",
         "10000",
@@ -52,6 +53,7 @@ class Settings:
     secret_key: str | None
     script_time_limit: float
     engine_step_limit: int
+    disable_plugins: str = ""
     extra: dict = field(default_factory=dict)
 
 

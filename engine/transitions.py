@@ -24,7 +24,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.util.task import TaskState
 
-from . import audit, fastsql, humantasks, jsonutil, outbox, servicetasks
+from . import assignment, audit, fastsql, humantasks, jsonutil, outbox, servicetasks
 from .audit import AuditEvent, EventType
 from .errors import Conflict, NotFound
 from .runner import Failure, advance, all_tasks
@@ -53,9 +53,9 @@ MARK_COMPLETED = fastsql.Statement("""
     WHERE id = :b_id AND status IN ('open', 'claimed')""")
 INSERT_TASK = fastsql.Statement("""
     INSERT INTO human_tasks (instance_id, spiff_task_id, element_id, title, candidate_group, assignee, priority,
-        due_at, follow_up_at, status, form, instructions, created_at)
+        due_at, follow_up_at, status, form, instructions, created_at, claimed_at)
     VALUES (:instance_id, :spiff_task_id, :element_id, :title, :candidate_group, :assignee, :priority,
-        :due_at, :follow_up_at, :status, :form, :instructions, :created_at)
+        :due_at, :follow_up_at, :status, :form, :instructions, :created_at, :claimed_at)
     RETURNING id""")
 OPEN_TASKS = (
     sa.select(human_tasks)
@@ -118,6 +118,10 @@ class Transition:
     @property
     def instance_id(self) -> int:
         return self.row.id
+
+    def after_commit(self, callback) -> None:
+        """Run ``callback()`` once this transition's transaction has committed (never on rollback)."""
+        self.conn.info.setdefault("sdf_after_commit", []).append(callback)
 
     def record(
         self,
@@ -262,6 +266,9 @@ def _finish(tr: Transition, status: InstanceStatus) -> None:
         _raise_incident(tr)
     if status == InstanceStatus.COMPLETED and tr.row.status != InstanceStatus.COMPLETED.value:
         tr.record(EventType.INSTANCE_COMPLETED, actor="engine")
+        if tr.engine.emits("instance_completed"):
+            summary = _instance_summary(tr)
+            tr.after_commit(lambda: tr.engine.emit("instance_completed", instance=summary))
     audit.write(tr.conn, tr.events)
 
 
@@ -364,7 +371,7 @@ def _cancel_tasks(tr: Transition, spiff_ids: list[str], completed_id: int | None
 
 
 def _insert_tasks(tr: Transition, tasks: list) -> None:
-    infos = [humantasks.describe(t, tr.now) for t in tasks]
+    infos = [assignment.prepare(tr, t, humantasks.describe(t, tr.now)) for t in tasks]
     at = functools.partial(fastsql.db_time, tr.conn)
     ids = {
         i.spiff_task_id: fastsql.insert_returning_id(
@@ -376,19 +383,24 @@ def _insert_tasks(tr: Transition, tasks: list) -> None:
                 "element_id": i.element_id,
                 "title": i.title,
                 "candidate_group": i.candidate_group,
-                "assignee": None,
+                "assignee": i.assignee,
                 "priority": i.priority,
                 "due_at": at(i.due_at),
                 "follow_up_at": at(i.follow_up_at),
-                "status": TaskStatus.OPEN.value,
+                "status": TaskStatus.CLAIMED.value if i.assignee else TaskStatus.OPEN.value,
                 "form": i.form,
                 "instructions": i.instructions,
                 "created_at": at(tr.now),
+                "claimed_at": at(tr.now) if i.assignee else None,
             },
         )
         for i in infos
     }
     tr.new_tasks.extend((ids[i.spiff_task_id], i) for i in infos)
+    assignment.record(tr, [(ids[i.spiff_task_id], i) for i in infos if i.assignee])
+    if tr.engine.emits("task_created"):
+        created = [_new_task_dict(ids[i.spiff_task_id], i, tr) for i in infos]
+        tr.after_commit(lambda: [tr.engine.emit("task_created", task=task) for task in created])
     for info in infos:
         tr.record(
             EventType.TASK_CREATED,
@@ -421,6 +433,16 @@ def _raise_incident(tr: Transition) -> None:
         actor="engine",
         data={"incident_id": incident_id, "kind": f.kind, "message": f.message, "line": f.line},
     )
+    if tr.engine.emits("incident_raised"):
+        incident = {
+            "id": incident_id,
+            "instance_id": tr.instance_id,
+            "element_id": f.element_id,
+            "kind": f.kind,
+            "message": f.message,
+            "line": f.line,
+        }
+        tr.after_commit(lambda: tr.engine.emit("incident_raised", incident=incident))
 
 
 def result(tr: Transition, version: int) -> dict:
@@ -480,8 +502,8 @@ def _new_task_dict(task_id: int, info, tr: Transition) -> dict:
         "element_id": info.element_id,
         "title": info.title,
         "candidate_group": info.candidate_group,
-        "assignee": None,
-        "status": TaskStatus.OPEN.value,
+        "assignee": info.assignee,
+        "status": TaskStatus.CLAIMED.value if info.assignee else TaskStatus.OPEN.value,
         "priority": info.priority,
         "due_at": _iso(info.due_at),
         "follow_up_at": _iso(info.follow_up_at),
@@ -498,3 +520,13 @@ def _new_task_dict(task_id: int, info, tr: Transition) -> dict:
 
 def _iso(value):
     return value.isoformat() if value is not None else None
+
+
+def _instance_summary(tr: Transition) -> dict:
+    return {
+        "id": tr.instance_id,
+        "process_id": tr.definition.process_id,
+        "version": tr.definition.version,
+        "business_key": tr.row.business_key,
+        "data": jsonutil.loads(tr.saved_data_text),
+    }

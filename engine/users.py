@@ -67,6 +67,7 @@ def add_user(
     display_name: str | None = None,
     email: str | None = None,
     is_admin: bool = False,
+    skills: dict[str, int] | None = None,
 ) -> User:
     _check_name(name, "user")
     if conn.execute(sa.select(users.c.id).where(users.c.name == name)).first():
@@ -84,7 +85,19 @@ def add_user(
     ).inserted_primary_key[0]
     for group in groups_:
         add_membership(conn, user_id, group)
+    if skills:
+        from .assignment import set_skills
+
+        set_skills(conn, user_id, _checked_skills(skills))
     return get_user(conn, name)
+
+
+def _checked_skills(skills: dict[str, int]) -> dict[str, int]:
+    for skill, level in skills.items():
+        _check_name(skill, "skill")
+        if not isinstance(level, int) or not 1 <= level <= 5:
+            raise InvalidInput(f"skill level of {skill!r} must be 1-5, got {level!r}")
+    return skills
 
 
 def ensure_group(conn, name: str) -> int:
