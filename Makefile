@@ -4,6 +4,8 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+TEST_STAMP := $(VENV)/.test-plugin-installed
+
 .PHONY: run test setup lint bench clean
 
 $(STAMP): pyproject.toml
@@ -13,6 +15,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install the project with its test tools
+
+# the sample third-party plugin the tests load through its entry point (tests only, not `make run`)
+$(TEST_STAMP): $(STAMP) tests/sample_plugin/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e tests/sample_plugin
+	touch $(TEST_STAMP)
 
 run: setup  ## create the database, deploy processes/, add demo users, print how to use it
 	$(BIN)/sdf init
@@ -25,7 +32,7 @@ run: setup  ## create the database, deploy processes/, add demo users, print how
 	@echo "  $(BIN)/sdf show INSTANCE_ID --history"
 	@echo "  $(BIN)/sdf bench"
 
-test: setup  ## run the whole test suite (PostgreSQL tests run when 127.0.0.1:5432 answers; required when CI=true)
+test: setup $(TEST_STAMP)  ## run the whole test suite (PostgreSQL tests run when 127.0.0.1:5432 answers; required when CI=true)
 	$(BIN)/python -m pytest
 
 lint: setup

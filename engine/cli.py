@@ -139,7 +139,7 @@ def validate(engine, paths, as_json):
 @engine_command
 def deploy(engine, paths, actor, as_json):
     """Deploy BPMN/DMN/form files or folders; unchanged processes keep their version."""
-    results = engine.deploy(paths, deployed_by=actor)
+    results = engine.deploy(paths, deployed_by=actor, by_user=True)
     emit(
         [r.to_dict() for r in results],
         as_json,
@@ -176,6 +176,7 @@ def start(engine, process_id, data, business_key, actor, as_json):
     """Start an instance of the newest version of PROCESS_ID."""
     instance = engine.start(process_id, parse_data(data), business_key=business_key, actor=actor)
     emit(engine.get_instance(instance["id"]), as_json, _instance_text)
+    warn_if_stopped(instance)
 
 
 @cli.command("instances")
@@ -214,6 +215,16 @@ def show(engine, instance_id, history, as_json):
     emit(instance, as_json, _instance_text)
 
 
+def warn_if_stopped(inst: dict) -> None:
+    """The command worked, but the instance it moved stopped on an incident: say so on stderr."""
+    for incident in inst.get("incidents") or []:
+        click.echo(
+            f"warning: instance {inst['id']} stopped: incident {incident['id']} at "
+            f"{incident['element_id']}: {incident['message']} (see `sdf incidents`)",
+            err=True,
+        )
+
+
 def _instance_text(inst: dict) -> str:
     lines = [
         f"instance {inst['id']}: {inst['process_id']} v{inst['version']} {inst['status']}"
@@ -225,7 +236,10 @@ def _instance_text(inst: dict) -> str:
         + (f" claimed by {t['assignee']}" if t["assignee"] else "")
         for t in inst["tasks"]
     ]
-    lines += [f"incident {i['id']}: {i['element_id']} line {i['line']}: {i['message']}" for i in inst["incidents"]]
+    lines += [
+        f"incident {i['id']}: {i['element_id']}{(' line ' + str(i['line'])) if i['line'] else ''}: {i['message']}"
+        for i in inst["incidents"]
+    ]
     lines += [f"{e['at']} {e['type']} {e['element_id'] or ''} {e['actor'] or ''}" for e in inst.get("history", [])]
     return "\n".join(lines)
 
@@ -264,7 +278,7 @@ def tasks(engine, actor, candidate_group, assignee, instance_id, as_json):
         as_json,
         lambda rs: (
             "\n".join(
-                f"{t['id']:>6}  p{t['priority']:<3} {t['title']:<30} {t['candidate_group'] or '-':<18} "
+                f"{t['id']:>6}  p{t['priority']:<4}{t['title']:<30} {t['candidate_group'] or '-':<18} "
                 f"{t['assignee'] or '-':<12} instance {t['instance_id']}"
                 for t in rs
             )
@@ -342,7 +356,9 @@ def assign(engine, task_id, assignee, actor, as_json):
 @engine_command
 def complete(engine, task_id, actor, data, as_json):
     """Complete a task with its form data; prints the instance afterwards."""
-    emit(engine.complete(task_id, actor, parse_data(data)), as_json, _instance_text)
+    instance = engine.complete(task_id, actor, parse_data(data))
+    emit(instance, as_json, _instance_text)
+    warn_if_stopped(instance)
 
 
 # -- incidents ---------------------------------------------------------------------------------
@@ -378,6 +394,7 @@ def retry(engine, incident_id, data, actor, as_json):
     """Retry the task an incident stopped at (after fixing data or the cause)."""
     instance = engine.retry_incident(incident_id, actor, parse_data(data))
     emit(engine.get_instance(instance["id"]), as_json, _instance_text)
+    warn_if_stopped(instance)
 
 
 # -- timers ----------------------------------------------------------------------------------
@@ -444,6 +461,36 @@ def list_jobs(engine, status, instance_id, as_json):
     )
 
 
+# -- messages --------------------------------------------------------------------------------
+@cli.command()
+@click.argument("name")
+@click.option("--data", help="The message payload as a JSON object.")
+@click.option(
+    "--correlation", "correlations", multiple=True, metavar="KEY=VALUE", help="A correlation value (repeatable)."
+)
+@actor_option
+@json_option
+@engine_command
+def message(engine, name, data, correlations, actor, as_json):
+    """Send message NAME to the instance(s) waiting for it, or start a process that begins with it."""
+    received = engine.correlate_message(name, parse_data(data), _parse_correlations(correlations), actor)
+    emit(
+        received,
+        as_json,
+        lambda rs: "\n".join(f"message {name} -> instance {r['id']}\n{_instance_text(r)}" for r in rs),
+    )
+
+
+def _parse_correlations(values) -> dict[str, str]:
+    correlation = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--correlation {value!r}: use KEY=VALUE, e.g. project_id=P-100")
+        correlation[key.strip()] = text
+    return correlation
+
+
 # -- users -------------------------------------------------------------------------------------
 @cli.group()
 def users():
@@ -463,6 +510,8 @@ def users():
 def users_add(engine, name, groups_, password_stdin, admin, email, display_name, skills, as_json):
     """Add a user, optionally with groups, skills and a password."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    if password_stdin and not password:
+        raise InvalidInput("--password-stdin: no password was given on standard input")
     user = engine.add_user(
         name,
         groups_=list(groups_),

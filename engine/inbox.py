@@ -187,6 +187,12 @@ def assign(engine, task_id: int, assignee: str, user: str) -> dict:
         target = engine.require_user(conn, assignee)
         row = _load_active(conn, task_id)
         _require_member(actor, row, "assign")
+        if row.assignee not in (None, actor.name) and not actor.is_admin:
+            raise Conflict(
+                f"task {task_id} is claimed by {row.assignee}; only they or an admin may hand it on",
+                task_id=task_id,
+                assignee=row.assignee,
+            )
         if not target.can_work_on(row.candidate_group, None):
             raise InvalidInput(
                 f"{assignee} is not a member of '{row.candidate_group}' and cannot work on task {task_id}"

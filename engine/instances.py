@@ -10,6 +10,7 @@ from . import transitions
 from .audit import EventType
 from .errors import InvalidInput, InvalidState, NotFound
 from .jsonutil import loads
+from .runner import describe_failure
 from .schema import human_tasks, incidents, instances
 from .status import IncidentStatus, InstanceStatus, task_is_active
 from .transitions import Transition
@@ -57,6 +58,8 @@ def change(engine, instance_id: int, actor: str | None, apply, *, allow=None, co
     if conn is None:
         with engine.db.write() as own:
             return change(engine, instance_id, actor, apply, allow=allow, conn=own)
+    if actor is not None and actor != ENGINE_ACTOR:
+        engine.require_user(conn, actor)  # the audit log must name a real person
     row = transitions.lock_instance(engine, conn, instance_id)
     if allow is not None and row.status not in allow:
         raise InvalidState(f"instance {instance_id} is {row.status}", instance_id=instance_id, status=row.status)
@@ -72,6 +75,7 @@ def change(engine, instance_id: int, actor: str | None, apply, *, allow=None, co
     return after
 
 
+ENGINE_ACTOR = "engine"
 ACTIVE = (InstanceStatus.RUNNING.value, InstanceStatus.WAITING.value, InstanceStatus.ERROR.value)
 
 
@@ -110,16 +114,40 @@ def retry_incident(engine, incident_id: int, actor: str | None = None, data: dic
     if incident.status != IncidentStatus.OPEN.value:
         raise InvalidState(f"incident {incident_id} is already {incident.status}", incident_id=incident_id)
 
+    phase = (incident.details or "").split("\n", 1)[0].removeprefix("phase: ")
+
     def apply(tr):
         failed = [t for t in transitions.all_tasks(tr.workflow) if t.state == TaskState.ERROR]
+        _resolve_open_incidents(tr, "retried")
         for task in failed:
             if data and (incident.spiff_task_id is None or str(task.id) == incident.spiff_task_id):
                 task.data.update(data)
-            task._set_state(TaskState.READY)
-        _resolve_open_incidents(tr, "retried")
+            try:
+                _rerun(task, phase if str(task.id) == incident.spiff_task_id else "")
+            except Exception as exc:  # noqa: BLE001 - failing again is a new incident
+                tr.failure = describe_failure(tr.workflow, exc)
+                return
         tr.run_engine()
 
     return change(engine, incident.instance_id, actor, apply, allow=(InstanceStatus.ERROR.value,))
+
+
+def _rerun(task, phase: str) -> None:
+    """Put a failed task back where it failed.
+
+    A failed pre-script runs again before the task opens; a failed post-script (the person's
+    input was already accepted) completes the task again with its data; anything else is
+    made READY and runs in the engine's next step.
+    """
+    spec = task.task_spec
+    if phase == "pre-script" and getattr(spec, "prescript", None):
+        spec.execute_script(task, spec.prescript)
+        task._set_state(TaskState.READY)
+    elif phase == "post-script":
+        task._set_state(TaskState.READY)
+        task.run()
+    else:
+        task._set_state(TaskState.READY)
 
 
 def _resolve_open_incidents(tr: Transition, how: str) -> None:

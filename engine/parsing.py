@@ -122,7 +122,8 @@ def compile_bundle(
     ``operators`` are the service-task operator names available; None skips that check.
     """
     trees, problems = _parse_xml(bundle)
-    process_owner = {pid: name for name, tree in trees.items() for pid in validation.process_ids(tree)}
+    process_owner, duplicates = _process_owners(trees)
+    problems += duplicates
     decisions = {d for name, tree in trees.items() for d in validation.decision_ids(tree)}
     problems += _static_checks(bundle, trees, set(process_owner) | set(deployed_ids), decisions)
     if problems:
@@ -141,6 +142,26 @@ def compile_bundle(
     if problems:
         raise DefinitionInvalid(sorted(set(problems)))
     return compiled
+
+
+def _process_owners(trees: dict) -> tuple[dict[str, str], list]:
+    """Which file defines each process id; a second file defining the same id is a problem."""
+    owners: dict[str, str] = {}
+    problems = []
+    for name, tree in sorted(trees.items()):
+        for pid in sorted(validation.process_ids(tree)):
+            if pid in owners:
+                problems.append(
+                    validation.Problem(
+                        name,
+                        _line_of(tree, pid),
+                        pid,
+                        f"process id {pid!r} is also defined in {owners[pid]}; give one of them another id",
+                    )
+                )
+            else:
+                owners[pid] = name
+    return owners, problems
 
 
 def _parse_xml(bundle: Bundle):

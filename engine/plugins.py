@@ -64,7 +64,7 @@ def _register(pm, plugin, name: str | None) -> None:
     try:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
-        raise ConfigurationError(f"plugin {exc.plugin_name or name!r} is invalid: {exc}") from exc
+        raise ConfigurationError(f"plugin {name!r} is invalid: {exc}") from exc
     except ValueError as exc:  # already registered under that name
         raise ConfigurationError(f"plugin {name!r} registered twice: {exc}") from exc
 
@@ -74,8 +74,8 @@ def _check_hook_names(pm) -> None:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        known = ", ".join(sorted(n for n in dir(pm.hook) if not n.startswith("_")))
-        raise ConfigurationError(f"plugin {exc.plugin_name!r}: {exc} (known hooks: {known})") from exc
+        known = ", ".join(sorted(n for n in dir(pm.hook) if not n.startswith("_") and getattr(pm.hook, n).has_spec()))
+        raise ConfigurationError(f"plugin {pm.get_name(exc.plugin)!r}: {exc} (known hooks: {known})") from exc
 
 
 # -- installing contributions --------------------------------------------------------------------

@@ -127,7 +127,21 @@ def describe_failure(workflow, exc: BaseException) -> Failure:
     )
     failure = _failure(kind, _message(exc, original), task, line=line)
     failure.details = _details(exc)
+    phase = script_phase(exc)
+    if phase:
+        failure.details = f"phase: {phase}" + (f"\n{failure.details}" if failure.details else "")
     return failure
+
+
+def script_phase(exc: BaseException) -> str | None:
+    """Which script of a task failed: SpiffWorkflow notes it on the exception."""
+    notes = list(getattr(exc, "notes", None) or []) + list(getattr(exc, "__notes__", None) or [])
+    text = " ".join(str(n) for n in notes)
+    if "Pre-Script" in text:
+        return "pre-script"
+    if "Post-Script" in text:
+        return "post-script"
+    return None
 
 
 def _failure(kind: str, message: str, task=None, line: int | None = None) -> Failure:

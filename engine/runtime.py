@@ -87,6 +87,9 @@ class Engine:
 
     def require_schema(self) -> None:
         """Fail with a clear hint when the database was never set up or is behind the code."""
+        database = self.db.engine.url.database
+        if self.db.is_sqlite and database not in (None, "", ":memory:") and not Path(database).exists():
+            raise ConfigurationError(f"there is no database at {database}; run `sdf init` (or `sdf migrate`) first")
         found = self.db.schema_revision()
         if found is None:
             raise ConfigurationError(
@@ -106,7 +109,13 @@ class Engine:
     def validate(self, paths: Iterable[str | Path]) -> list[parsing.CompiledProcess]:
         return self.definitions.compile(parsing.collect_files(paths), operators=self.operators.names())
 
-    def deploy(self, paths: Iterable[str | Path], deployed_by: str | None = None) -> list[DeployResult]:
+    def deploy(
+        self, paths: Iterable[str | Path], deployed_by: str | None = None, *, by_user: bool = False
+    ) -> list[DeployResult]:
+        """Deploy files; ``deployed_by`` is a label (a tool name) unless ``by_user`` says it names a user."""
+        if by_user and deployed_by is not None:
+            with self.db.read() as conn:
+                self.require_user(conn, deployed_by)
         return self.definitions.deploy(parsing.collect_files(paths), deployed_by, operators=self.operators.names())
 
     def list_definitions(self) -> list[dict]:
@@ -189,6 +198,15 @@ class Engine:
         if user is None:
             raise NotFound(f"unknown user {name!r}; add it with `sdf users add {name}`", user=name)
         return user
+
+    # -- messages -------------------------------------------------------------------------
+    def correlate_message(
+        self, name: str, payload: dict | None = None, correlation: dict | None = None, actor: str | None = None
+    ) -> list[dict]:
+        """Deliver message ``name`` to the instance(s) waiting for it, or start one (see ``messages``)."""
+        from . import messages
+
+        return messages.correlate(self, name, payload, correlation, actor)
 
 
 def build_engine(settings: Settings | None = None, **kwargs) -> Engine:

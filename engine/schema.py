@@ -201,3 +201,15 @@ user_skills = sa.Table(
     sa.Column("skill", sa.String(100), primary_key=True),
     sa.Column("level", sa.Integer, nullable=False),
 )
+
+message_subscriptions = sa.Table(
+    "message_subscriptions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("instance_id", sa.Integer, sa.ForeignKey("instances.id"), nullable=False),
+    sa.Column("message_name", sa.String(255), nullable=False, index=True),
+    sa.Column("correlation", sa.Text, nullable=False),  # JSON object: correlation property -> value
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    # one row per (instance, waiting message name); also the index for "rows of this instance"
+    sa.UniqueConstraint("instance_id", "message_name"),
+)

@@ -28,9 +28,13 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLAlchemy URL. Default: a SQLite file sdf.db in the working directory. "
         "PostgreSQL: postgresql+psycopg://user@host/db",
     ),
-    Setting("REDIS_URL", None, "Redis URL for rq workers; unset means jobs run in-process."),
+    Setting(
+        "REDIS_URL",
+        None,
+        "Redis URL for a job queue (not used yet: `sdf worker` runs timers and jobs from the database).",
+    ),
     Setting("PROCESSES_DIR", "processes", "Folder of BPMN/DMN/form files deployed by `sdf init`."),
-    Setting("SECRET_KEY", None, "Secret for signing web sessions and tokens (required for `sdf serve`)."),
+    Setting("SECRET_KEY", None, "Secret for signing web sessions and tokens (for the web app, not built yet)."),
     Setting("SCRIPT_TIME_LIMIT", "2.0", "Seconds a BPMN script or condition may run before it is stopped.", float),
     Setting("DISABLE_PLUGINS", "", "Comma-separated plugin names not to load (see `sdf plugins`)."),
     Setting(

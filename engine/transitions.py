@@ -24,7 +24,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.util.task import TaskState
 
-from . import assignment, audit, fastsql, humantasks, jsonutil, outbox, servicetasks
+from . import assignment, audit, fastsql, humantasks, jsonutil, messages, outbox, servicetasks
 from .audit import AuditEvent, EventType
 from .errors import Conflict, NotFound
 from .runner import Failure, advance, all_tasks
@@ -190,6 +190,7 @@ def open_transition(engine, conn, row, actor: str | None) -> Transition:
         workflow.script_engine = engine.script_engine
     tr = Transition(engine, conn, row, definition, workflow, actor, engine.clock())
     tr.human_before = humantasks.ready_human_tasks(workflow)
+    messages.capture(tr)
     tr.calls_before = servicetasks.pending_calls(workflow)
     return tr
 
@@ -269,6 +270,7 @@ def _finish(tr: Transition, status: InstanceStatus) -> None:
         if tr.engine.emits("instance_completed"):
             summary = _instance_summary(tr)
             tr.after_commit(lambda: tr.engine.emit("instance_completed", instance=summary))
+    messages.sync_subscriptions(tr)
     audit.write(tr.conn, tr.events)
 
 
@@ -292,13 +294,15 @@ def _has_open_incident(tr: Transition) -> bool:
 
 
 def current_data(workflow) -> dict:
-    """The process data as of the latest step (the end data once completed)."""
+    """The process data as of the latest step, including what open tasks' pre-scripts set
+    (the end data once completed)."""
     if workflow.is_completed():
         return dict(workflow.data)
     last = workflow.last_task
-    if last is None:
-        return {}
-    return {k: v for k, v in last.data.items() if not k.startswith("_")}
+    data = dict(last.data) if last is not None else {}
+    for task in humantasks.ready_human_tasks(workflow).values():
+        data.update(task.data)
+    return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 def next_timer_due(workflow) -> datetime | None:

@@ -136,3 +136,18 @@ def test_form_fields_keep_the_designers_order(engine):
     instance = engine.start("review_loop", {})
     schema = engine.task_details(only_task(instance)["id"])["form_schema"]
     assert list(schema["properties"]) == ["title", "hours", "contact"]
+
+
+def test_two_files_defining_the_same_process_id_are_refused(engine, tmp_path):
+    shutil.copy(APPROVAL, tmp_path / "a.bpmn")
+    shutil.copy(APPROVAL, tmp_path / "b.bpmn")
+    with pytest.raises(DefinitionInvalid) as info:
+        engine.deploy([tmp_path])
+    assert "b.bpmn:8: bench_approval: process id 'bench_approval' is also defined in a.bpmn" in str(info.value)
+    assert count_definitions(engine) == 0
+
+
+def test_deploy_by_an_unknown_user_is_refused(engine):
+    with pytest.raises(NotFound, match="unknown user 'ghost'"):
+        engine.deploy([APPROVAL], deployed_by="ghost", by_user=True)
+    assert count_definitions(engine) == 0

@@ -64,11 +64,11 @@ def test_users_outside_the_candidate_group_cannot_claim_or_complete(review):
 def test_assign_only_to_someone_who_can_work_on_it(review):
     task = only_task(review.start("review_loop", {}))
     review.add_user("pia", groups_=["project_manager"])
-    assert review.assign(task["id"], "pia", "pat")["assignee"] == "pia"
     with pytest.raises(InvalidInput, match="quinn is not a member"):
         review.assign(task["id"], "quinn", "pat")
     with pytest.raises(Forbidden):
         review.assign(task["id"], "pat", "olga")
+    assert review.assign(task["id"], "pia", "pat")["assignee"] == "pia"
 
 
 def test_form_errors_name_each_field_and_leave_the_task_open(review):
@@ -126,3 +126,13 @@ def test_task_details_show_the_form_and_the_process_data(review):
     assert details["instance"]["business_key"] == "ACME-9"
     with pytest.raises(NotFound):
         review.task_details(4242)
+
+
+def test_assign_does_not_take_a_task_from_a_colleague(review):
+    task = only_task(review.start("review_loop", {}))
+    review.add_user("pia", groups_=["project_manager"])
+    review.claim(task["id"], "pat")
+    with pytest.raises(Conflict, match="claimed by pat"):
+        review.assign(task["id"], "pia", "pia")
+    assert review.assign(task["id"], "pia", "pat")["assignee"] == "pia"  # the assignee may hand it on
+    assert review.assign(task["id"], "pat", "root")["assignee"] == "pat"  # and an admin may reassign

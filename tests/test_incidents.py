@@ -132,3 +132,52 @@ def test_endless_script_is_stopped_by_the_time_limit(database_url, tmp_path):
         assert engine.start("scripted", {})["status"] == "running"
     finally:
         engine.close()
+
+
+def _scripted_user_task(pid: str, prescript: str = "", postscript: str = "") -> str:
+    """start -> user task 'estimate' (project_manager) with pre/post scripts -> user task 'check' -> end."""
+    ext = ""
+    if prescript:
+        ext += f"<spiffworkflow:preScript>{prescript}</spiffworkflow:preScript>"
+    if postscript:
+        ext += f"<spiffworkflow:postScript>{postscript}</spiffworkflow:postScript>"
+    return f'''<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+  xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="defs_{pid}" targetNamespace="x">
+  <bpmn:process id="{pid}" isExecutable="true">
+    <bpmn:laneSet id="lanes"><bpmn:lane id="lane" name="project_manager">
+      <bpmn:flowNodeRef>estimate</bpmn:flowNodeRef><bpmn:flowNodeRef>check</bpmn:flowNodeRef></bpmn:lane></bpmn:laneSet>
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="estimate" name="Estimate"><bpmn:extensionElements>{ext}</bpmn:extensionElements>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>
+    <bpmn:userTask id="check" name="Check">
+      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing></bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="estimate" />
+    <bpmn:sequenceFlow id="f2" sourceRef="estimate" targetRef="check" />
+    <bpmn:sequenceFlow id="f3" sourceRef="check" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>'''
+
+
+def test_retry_after_a_failed_post_script_keeps_the_submission(team, tmp_path):
+    path = processes.write(tmp_path, "post.bpmn", _scripted_user_task("post", postscript="cost = hours * rate"))
+    team.deploy([path])
+    task = only_task(team.start("post", {}))
+    instance = team.complete(task["id"], "pat", {"hours": 3})
+    assert instance["status"] == "error"
+    assert team.get_task(task["id"])["status"] == "completed"  # the person's input is kept
+    after = team.retry_incident(instance["incidents"][0]["id"], "dana", {"rate": 100})
+    assert after["data"]["cost"] == 300
+    assert only_task(after)["element_id"] == "check"
+
+
+def test_retry_after_a_failed_pre_script_runs_it_again(team, tmp_path):
+    script = "label = 'Estimate for ' + customer"
+    team.deploy([processes.write(tmp_path, "pre.bpmn", _scripted_user_task("pre", prescript=script))])
+    instance = team.start("pre", {})
+    assert instance["status"] == "error" and instance["tasks"] == []
+    after = team.retry_incident(instance["incidents"][0]["id"], "dana", {"customer": "ACME"})
+    assert after["status"] == "running"
+    assert only_task(after)["element_id"] == "estimate"
+    assert after["data"]["label"] == "Estimate for ACME"

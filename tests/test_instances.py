@@ -140,3 +140,12 @@ def test_values_scripts_create_survive_storage(team, tmp_path, database_url):
         other.close()
     assert after["status"] == "completed"
     assert after["data"]["fee"] == "25.00"
+
+
+def test_instance_actions_require_a_known_user(approval):
+    instance = approval.start("bench_approval", {})
+    with pytest.raises(NotFound, match="unknown user 'nobody'"):
+        approval.suspend(instance["id"], "nobody")
+    assert approval.get_instance(instance["id"])["status"] == "running"
+    with pytest.raises(NotFound):
+        approval.terminate(instance["id"], "nobody")

@@ -198,11 +198,16 @@ def _append_only_events() -> None:
         "CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events "
         "FOR EACH ROW EXECUTE FUNCTION sdf_events_append_only()"
     )
+    op.execute(
+        "CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events "
+        "FOR EACH STATEMENT EXECUTE FUNCTION sdf_events_append_only()"
+    )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
         op.execute("DROP TRIGGER IF EXISTS events_append_only ON events")
+        op.execute("DROP TRIGGER IF EXISTS events_no_truncate ON events")
         op.execute("DROP FUNCTION IF EXISTS sdf_events_append_only()")
 
     with op.batch_alter_table("incidents", schema=None) as batch_op:

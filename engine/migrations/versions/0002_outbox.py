@@ -1,13 +1,13 @@
 """The outbox: side effects (service calls) written with the state change that caused them.
 
-Revision ID: 0003
+Revision ID: 0002
 Revises: 0001
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
+revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
