@@ -36,7 +36,6 @@ from .schema import outbox
 from .servicetasks import AsyncServiceTask
 
 log = logging.getLogger(__name__)
-LEASE_SECONDS = 60
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -90,7 +89,7 @@ def _lease(engine, job_id: int):
             .values(
                 status=JobStatus.RUNNING.value,
                 attempts=outbox.c.attempts + 1,
-                locked_until=now + timedelta(seconds=LEASE_SECONDS),
+                locked_until=now + timedelta(seconds=engine.settings.job_lease_seconds),
                 updated_at=now,
             )
         ).rowcount

@@ -36,6 +36,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PROCESSES_DIR", "processes", "Folder of BPMN/DMN/form files deployed by `sdf init`."),
     Setting("SECRET_KEY", None, "Secret for signing web sessions and tokens (for the web app, not built yet)."),
     Setting("SCRIPT_TIME_LIMIT", "2.0", "Seconds a BPMN script or condition may run before it is stopped.", float),
+    Setting("JOB_LEASE_SECONDS", "60", "How long a worker holds a job before another may take it over.", float),
     Setting("DISABLE_PLUGINS", "", "Comma-separated plugin names not to load (see `sdf plugins`)."),
     Setting(
         "ENGINE_STEP_LIMIT",
@@ -58,6 +59,7 @@ class Settings:
     script_time_limit: float
     engine_step_limit: int
     disable_plugins: str = ""
+    job_lease_seconds: float = 60.0
     extra: dict = field(default_factory=dict)
 
 

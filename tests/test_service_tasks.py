@@ -169,7 +169,7 @@ def test_worker_that_died_mid_job_is_replaced_and_the_instance_advances_once(crm
     leased = jobs._lease(engine, row.id)  # a worker leases the job, calls out, then dies
     assert leased is not None
     assert jobs.run_due(engine) == 0  # the lease still holds
-    engine.clock.advance(jobs.LEASE_SECONDS + 1)
+    engine.clock.advance(engine.settings.job_lease_seconds + 1)
     assert jobs.run_due(engine) == 1
     after = engine.get_instance(instance["id"])
     assert only_task(after)["element_id"] == "review"

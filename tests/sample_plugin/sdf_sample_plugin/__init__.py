@@ -8,6 +8,10 @@ It contributes:
   service task can show exactly what the engine passed to an operator;
 * the operator ``sample_fail_once``: raises ``ConnectionError`` on the first attempt of a call
   and succeeds on the next, to watch the retry with backoff at work;
+* the operator ``sample_slow``: appends a line to the file ``params["log"]`` (so a test sees
+  every real call, even from a worker process it kills), sleeps ``params["seconds"]`` on the
+  first attempt only (long enough to kill the worker mid-call), and returns the call's
+  idempotency key;
 * a ``task_created`` listener that appends every new human task (the inbox dictionary) to
   :data:`SEEN_TASKS`.
 """
@@ -24,6 +28,7 @@ SEEN_TASKS: list[dict] = []
 def register_operators(register):
     register("sample_echo", sample_echo, description="Return the parameters and the idempotency key")
     register("sample_fail_once", sample_fail_once, description="Fail the first attempt, then return the parameters")
+    register("sample_slow", sample_slow, description="Log the call to a file, sleep, return the idempotency key")
 
 
 def sample_echo(params: dict, call) -> dict:
@@ -34,6 +39,16 @@ def sample_fail_once(params: dict, call) -> dict:
     if call.attempt == 1:
         raise ConnectionError(f"sample_fail_once: attempt {call.attempt} fails on purpose")
     return {"echo": params, "attempt": call.attempt}
+
+
+def sample_slow(params: dict, call) -> dict:
+    import time
+
+    with open(params["log"], "a") as log:
+        log.write(f"{call.idempotency_key} attempt {call.attempt}\n")
+    if call.attempt == 1:
+        time.sleep(float(params.get("seconds", 0)))
+    return {"key": call.idempotency_key}
 
 
 @hookimpl
