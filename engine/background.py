@@ -18,9 +18,13 @@ log = logging.getLogger(__name__)
 
 
 class BackgroundWorker:
-    def __init__(self, engine, *, max_sleep: float = 1.0):
+    def __init__(self, engine, *, max_sleep: float = 1.0, run_jobs: bool = True):
+        """``run_jobs=False`` (queue mode): jobs run on queue workers; this loop fires timers and
+        re-enqueues jobs whose hand-over was lost (see :func:`engine.jobs.sweep`)."""
         self.engine = engine
         self.max_sleep = max_sleep
+        self.run_jobs = run_jobs
+        self._swept: set = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.timers_fired = 0
@@ -36,6 +40,10 @@ class BackgroundWorker:
 
     def run_once(self) -> int:
         fired = timers.fire_due(self.engine)
+        if not self.run_jobs:
+            jobs.sweep(self.engine, self._swept)
+            self.timers_fired += fired
+            return fired
         ran = jobs.run_due(self.engine)
         self.timers_fired += fired
         self.jobs_run += ran

@@ -423,6 +423,9 @@ def worker(engine, once):
     """Fire timers and run background jobs (service calls) as they come due; Ctrl-C stops it."""
     from .background import BackgroundWorker
 
+    if engine.job_queue is not None:
+        _queue_worker(engine, once)
+        return
     loop = BackgroundWorker(engine)
     if once:
         loop.run_once()
@@ -433,6 +436,25 @@ def worker(engine, once):
         loop.run()
     except KeyboardInterrupt:
         click.echo(f"stopped; fired timers of {loop.timers_fired} instance(s), ran {loop.jobs_run} job(s)")
+
+
+def _queue_worker(engine, once: bool) -> None:
+    """Queue mode: an rq worker runs jobs; a thread fires timers and re-enqueues lost jobs."""
+    from .background import BackgroundWorker
+
+    sweeper = BackgroundWorker(engine, run_jobs=False)
+    if once:
+        sweeper.run_once()
+        engine.job_queue.run_worker(engine, burst=True)
+        click.echo(f"fired timers of {sweeper.timers_fired} instance(s); ran the queued jobs")
+        return
+    thread = sweeper.start_thread()
+    click.echo(f"rq worker on queue {engine.settings.queue_name!r}; firing timers as they come due; Ctrl-C to stop")
+    try:
+        engine.job_queue.run_worker(engine)
+    finally:
+        sweeper.stop()
+        thread.join(5)
 
 
 @cli.command("jobs")

@@ -51,6 +51,18 @@ def register_script_functions(register, hook):
     """
 
 
+@hookspec(firstresult=True)
+def job_queue(settings):
+    """Where background jobs run. Called once when the engine starts.
+
+    Return an object with ``enqueue(job_id: int, delay: float = 0.0)`` (hand an outbox job to
+    workers, now or after ``delay`` seconds) and ``run_worker(engine, burst: bool = False)``
+    (run a worker in the foreground), or None to run jobs in the engine's own process (the
+    embedded default). ``settings`` is the engine's :class:`engine.settings.Settings`. The
+    built-in ``plugins.rq_queue`` answers when ``SDF_REDIS_URL`` is set.
+    """
+
+
 # -- scoring (one answer) ----------------------------------------------------------------------
 @hookspec(firstresult=True)
 def score_risk(probability, impact):

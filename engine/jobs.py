@@ -167,6 +167,7 @@ def _failed(engine, job, exc: Exception) -> None:
     if job.attempts < job.max_attempts:
         delay = job.backoff_seconds * (2 ** (job.attempts - 1))
         with engine.db.write() as conn:
+            conn.info.setdefault("sdf_after_commit", []).append(lambda: engine.jobs_created([job.id], delay))
             now = engine.clock()
             conn.execute(
                 outbox.update()
@@ -212,3 +213,21 @@ def _finish_job(conn, job, status: JobStatus, error: str | None, now: datetime) 
     ).rowcount
     if done != 1:
         raise Conflict(f"job {job.id} was finished by another worker")
+
+
+def sweep(engine, seen: set, grace: float = 5.0) -> int:
+    """Queue mode: enqueue jobs that should have run ``grace`` seconds ago but did not.
+
+    Covers a queue outage at commit time and workers that died holding a lease. ``seen``
+    remembers (job id, attempts) already re-enqueued by this sweeper, so a busy queue is not
+    flooded with duplicates (a duplicate is harmless anyway: the lease lets one run).
+    """
+    late = due_jobs(engine, engine.clock() - timedelta(seconds=grace))
+    if not late:
+        return 0
+    with engine.db.read() as conn:
+        attempts = dict(conn.execute(sa.select(outbox.c.id, outbox.c.attempts).where(outbox.c.id.in_(late))).all())
+    fresh = [j for j in late if (j, attempts.get(j)) not in seen]
+    engine.jobs_created(fresh)
+    seen.update((j, attempts.get(j)) for j in fresh)
+    return len(fresh)

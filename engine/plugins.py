@@ -23,7 +23,7 @@ from . import hookspecs
 from .errors import ConfigurationError
 
 log = logging.getLogger(__name__)
-DEFAULT_PLUGINS = ("plugins.scoring", "plugins.assignment", "plugins.http")
+DEFAULT_PLUGINS = ("plugins.scoring", "plugins.assignment", "plugins.http", "plugins.rq_queue")
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LIFECYCLE_HOOKS = ("instance_started", "instance_completed", "task_created", "task_completed", "incident_raised")
 

@@ -8,6 +8,7 @@ operations themselves live in small modules by concept (``definitions``, ``insta
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,8 @@ from .serializer import StateSerializer
 from .settings import Settings, load_settings
 from .transitions import WorkflowCache
 
+log = logging.getLogger(__name__)
+
 
 class Engine:
     """The Service Delivery Framework engine (no Flask, no Redis)."""
@@ -43,6 +46,7 @@ class Engine:
         self.plugins = plugins or create_plugin_manager(disabled=settings.disable_plugins.split(","))
         install_plugins(self, self.plugins)
         self._listening = listening(self.plugins)
+        self.job_queue = self.plugins.hook.job_queue(settings=settings)
 
     # -- plugins --------------------------------------------------------------------------
     def emits(self, hook_name: str) -> bool:
@@ -77,6 +81,20 @@ class Engine:
     def notify_work(self) -> None:
         for callback in list(self._work_listeners):
             callback()
+
+    def jobs_created(self, job_ids: list[int], delay: float = 0.0) -> None:
+        """Hand committed outbox jobs to the queue; a queue outage is logged, never raised.
+
+        Jobs not handed over stay pending in the database; the worker's sweeper enqueues them
+        once the queue is back, so nothing is lost.
+        """
+        if self.job_queue is not None:
+            for job_id in job_ids:
+                try:
+                    self.job_queue.enqueue(job_id, delay)
+                except Exception as exc:  # noqa: BLE001 - the change is committed; the sweeper catches up
+                    log.warning("job %s not queued (%s); it stays pending until the sweeper retries", job_id, exc)
+        self.notify_work()
 
     # -- set-up ---------------------------------------------------------------------------
     def migrate(self) -> None:

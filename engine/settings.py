@@ -60,6 +60,7 @@ class Settings:
     engine_step_limit: int
     disable_plugins: str = ""
     job_lease_seconds: float = 60.0
+    queue_name: str = "sdf"
     extra: dict = field(default_factory=dict)
 
 

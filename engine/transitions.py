@@ -261,8 +261,9 @@ def _instance_values(tr: Transition, status: InstanceStatus) -> dict:
 
 def _finish(tr: Transition, status: InstanceStatus) -> None:
     _sync_human_tasks(tr)
-    if outbox.record_calls(tr, tr.calls_before, servicetasks.pending_calls(tr.workflow)):
-        tr.conn.info.setdefault("sdf_after_commit", []).append(tr.engine.notify_work)
+    created = outbox.record_calls(tr, tr.calls_before, servicetasks.pending_calls(tr.workflow))
+    if created:
+        tr.after_commit(lambda: tr.engine.jobs_created(created))
     if tr.failure is not None:
         _raise_incident(tr)
     if status == InstanceStatus.COMPLETED and tr.row.status != InstanceStatus.COMPLETED.value:
