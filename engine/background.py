@@ -12,7 +12,7 @@ import logging
 import threading
 from datetime import timedelta
 
-from . import jobs, timers
+from . import jobs, start_timers, timers
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class BackgroundWorker:
         self._wake.set()
 
     def run_once(self) -> int:
-        fired = timers.fire_due(self.engine)
+        fired = timers.fire_due(self.engine) + start_timers.fire_due(self.engine)
         if not self.run_jobs:
             jobs.sweep(self.engine, self._swept)
             self.timers_fired += fired
@@ -62,7 +62,8 @@ class BackgroundWorker:
             self._wake.clear()
 
     def _sleep_time(self) -> float:
-        upcoming = [d for d in (timers.next_due(self.engine), jobs.next_job_due(self.engine)) if d is not None]
+        due = (timers.next_due(self.engine), start_timers.next_due(self.engine), jobs.next_job_due(self.engine))
+        upcoming = [d for d in due if d is not None]
         if not upcoming:
             return self.max_sleep
         seconds = (min(upcoming) - self.engine.clock()) / timedelta(seconds=1)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from jsonschema import Draft202012Validator
 from jsonschema.validators import validator_for
 
-from . import audit, fastsql, parsing
+from . import audit, fastsql, parsing, start_timers
 from .audit import AuditEvent, EventType
 from .errors import Conflict, NotFound
 from .schema import definition_resources, definitions, utcnow
@@ -137,6 +137,7 @@ class DefinitionStore:
                 deployed_by=deployed_by,
             )
         ).inserted_primary_key[0]
+        start_timers.schedule(conn, proc, def_id, now)  # a timer start event: (re)schedule, else unschedule
         self._store_resources(conn, def_id, proc)
         audit.write(
             conn,

@@ -33,7 +33,7 @@ def register_operators(register):
     Call ``register(name, func, description="")`` for each. ``func(params: dict, call)`` is
     called by a background job with the evaluated ``spiffworkflow:parameter`` values and an
     :class:`engine.operators.ServiceCall` (operator, instance_id, element_id, attempt,
-    idempotency_key); it returns a JSON-serializable result stored in the task's result
+    max_attempts, idempotency_key); it returns a JSON-serializable result stored in the task's result
     variable. Raise any exception for a technical failure (retried with backoff, then an
     incident) or :class:`engine.operators.BusinessError` for an outcome a BPMN error boundary
     event should handle.
@@ -48,6 +48,21 @@ def register_script_functions(register, hook):
     limit and must not do I/O. ``hook`` is the plugin manager's hook relay, so a function can
     delegate to a one-answer hook (the built-in ``score_risk`` function calls
     ``hook.score_risk``), letting other plugins change the rule without touching BPMN.
+    """
+
+
+@hookspec
+def register_notification_channels(register):
+    """Contribute notification channels (email, webhook, chat...) for the ``notify`` operator.
+
+    Call ``register(name, send, description="")`` for each. ``send(message: dict, call)``
+    delivers one message and returns nothing; ``message`` is ``{"channel", "to": [...],
+    "subject", "body", "template", "data"}`` (``subject`` and ``body`` already rendered from
+    the template) and ``call`` is the :class:`engine.operators.ServiceCall` of the job that
+    delivers it (pass ``call.idempotency_key`` on: it is the same on every retry). Raise any
+    exception for a failure worth retrying (with backoff) or
+    :class:`engine.operators.BusinessError` for a permanent one. A channel that still fails
+    on the last attempt never fails the process: the ``notify`` operator records the error.
     """
 
 

@@ -29,7 +29,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from . import instances, jsonutil
 from .errors import Conflict, InvalidState
-from .operators import BusinessError, ServiceCall
+from .operators import BusinessError, CompletedWithError, ServiceCall
 from .outbox import JobStatus
 from .runner import Failure
 from .schema import outbox
@@ -71,6 +71,8 @@ def run_job(engine, job_id: int) -> bool:
         return False
     try:
         result = _call(engine, job)
+    except CompletedWithError as soft:
+        _record(engine, job, lambda tr, task, done=soft.result: _complete_task(tr, task, done), error=soft.error)
     except BusinessError as business:
         _record(engine, job, lambda tr, task, error=business: _route_business_error(tr, task, job, error))
     except Exception as exc:  # noqa: BLE001 - any operator failure is retried or becomes an incident
@@ -101,15 +103,23 @@ def _lease(engine, job_id: int):
 def _call(engine, job):
     operator = engine.operators.get(job.operator)
     params = jsonutil.loads(job.payload)["params"]
-    call = ServiceCall(job.operator, job.instance_id, job.element_id, job.attempts, job.idempotency_key)
+    call = ServiceCall(
+        job.operator,
+        job.instance_id,
+        job.element_id,
+        job.attempts,
+        job.idempotency_key,
+        job.max_attempts,
+        channels=engine.channels,
+    )
     return operator.func(params, call)
 
 
-def _record(engine, job, outcome) -> None:
+def _record(engine, job, outcome, error: str | None = None) -> None:
     """Apply the outcome to the instance and mark the job done, in one transaction."""
 
     def apply(tr):
-        _finish_job(tr.conn, job, JobStatus.DONE, None, tr.now)
+        _finish_job(tr.conn, job, JobStatus.DONE, error, tr.now)
         task = _waiting_task(tr.workflow, job)
         if task is None:  # the task went away (timer, termination): nothing to complete
             return

@@ -29,6 +29,20 @@ class BusinessError(Exception):
         self.payload = payload or {}
 
 
+class CompletedWithError(Exception):
+    """The call failed for good, but the process should go on with ``result``.
+
+    For best-effort side effects (a notification): the task completes with ``result`` and the
+    job row keeps ``error`` as its last error, so the failure stays visible without stopping
+    the instance.
+    """
+
+    def __init__(self, result, error: str):
+        super().__init__(error)
+        self.result = result
+        self.error = error
+
+
 @dataclass(frozen=True)
 class ServiceCall:
     """What an operator is told about the call it serves."""
@@ -38,6 +52,8 @@ class ServiceCall:
     element_id: str
     attempt: int
     idempotency_key: str  # stable across retries and re-runs: pass it on (e.g. a webhook id)
+    max_attempts: int = 1  # attempts the job may make: ``attempt == max_attempts`` is the last
+    channels: OperatorRegistry | None = field(default=None, repr=False, compare=False)  # notification channels
 
 
 @dataclass(frozen=True)

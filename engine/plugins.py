@@ -23,7 +23,13 @@ from . import hookspecs
 from .errors import ConfigurationError
 
 log = logging.getLogger(__name__)
-DEFAULT_PLUGINS = ("plugins.scoring", "plugins.assignment", "plugins.http", "plugins.rq_queue")
+DEFAULT_PLUGINS = (
+    "plugins.scoring",
+    "plugins.assignment",
+    "plugins.http",
+    "plugins.notify",
+    "plugins.rq_queue",
+)
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LIFECYCLE_HOOKS = ("instance_started", "instance_completed", "task_created", "task_completed", "incident_raised")
 
@@ -80,9 +86,11 @@ def _check_hook_names(pm) -> None:
 
 # -- installing contributions --------------------------------------------------------------------
 def install(engine, pm) -> None:
-    """Register operators and script functions from every plugin, naming each contributor."""
+    """Register operators, notification channels and script functions, naming each contributor."""
     for impl in pm.hook.register_operators.get_hookimpls():
         _call(impl, register=_operator_register(engine, impl.plugin_name))
+    for impl in pm.hook.register_notification_channels.get_hookimpls():
+        _call(impl, register=_channel_register(engine, impl.plugin_name))
     functions: dict[str, str] = {}
     for impl in pm.hook.register_script_functions.get_hookimpls():
         _call(impl, register=_function_register(engine, impl.plugin_name, functions), hook=pm.hook)
@@ -95,6 +103,16 @@ def _call(impl, **available):
 def _operator_register(engine, plugin_name: str):
     def register(name: str, func, description: str = "") -> None:
         engine.operators.register(name, func, provider=plugin_name, description=description)
+
+    return register
+
+
+def _channel_register(engine, plugin_name: str):
+    def register(name: str, send, description: str = "") -> None:
+        try:
+            engine.channels.register(name, send, provider=plugin_name, description=description)
+        except ConfigurationError as exc:
+            raise ConfigurationError(str(exc).replace("operator", "notification channel", 1)) from None
 
     return register
 

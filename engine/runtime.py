@@ -42,6 +42,7 @@ class Engine:
         self.workflows = WorkflowCache()
         self.script_engine = create_script_engine(time_limit=settings.script_time_limit)
         self.operators = OperatorRegistry()
+        self.channels = OperatorRegistry()
         self._work_listeners: list = []
         self.plugins = plugins or create_plugin_manager(disabled=settings.disable_plugins.split(","))
         install_plugins(self, self.plugins)

@@ -213,3 +213,18 @@ message_subscriptions = sa.Table(
     # one row per (instance, waiting message name); also the index for "rows of this instance"
     sa.UniqueConstraint("instance_id", "message_name"),
 )
+
+start_timers = sa.Table(
+    "start_timers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("process_id", sa.String(255), nullable=False, unique=True),
+    sa.Column("definition_id", sa.Integer, sa.ForeignKey("definitions.id"), nullable=False),
+    sa.Column("element_id", sa.String(255), nullable=False),  # the timer start event
+    sa.Column("expression", sa.Text, nullable=False),  # e.g. timeCycle "R/PT1H", as evaluated
+    sa.Column("next_due", UTCDateTime, nullable=False, index=True),
+    sa.Column("remaining", sa.Integer),  # occurrences left; NULL = unbounded
+    sa.Column("interval_seconds", sa.Float),  # NULL: fires once
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

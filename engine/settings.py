@@ -7,7 +7,7 @@ table, so there is exactly one place that says what can be configured.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import ConfigurationError
@@ -45,6 +45,23 @@ SETTINGS: tuple[Setting, ...] = (
         "(guards against endless loops without a wait state).",
         int,
     ),
+    Setting("SMTP_HOST", "localhost", "SMTP server of the `email` notification channel (read at send time)."),
+    Setting("SMTP_PORT", "25", "Port of the SMTP server.", int),
+    Setting("SMTP_USER", None, "SMTP login user (optional; no login when unset)."),
+    Setting("SMTP_PASSWORD", None, "SMTP login password (with SDF_SMTP_USER)."),
+    Setting("SMTP_FROM", "sdf@localhost", "From address of notification emails."),
+    Setting("SMTP_STARTTLS", "0", "1 to upgrade the SMTP connection with STARTTLS before logging in."),
+    Setting(
+        "WEBHOOK_SECRET",
+        None,
+        "Secret that signs `webhook` notifications (Standard Webhooks; `whsec_<base64>` or a plain string). "
+        "Unset: webhooks are sent unsigned.",
+    ),
+    Setting(
+        "TEMPLATES_DIR",
+        None,
+        "Folder of notification templates (`NAME.txt.j2`) that override or add to the built-in ones.",
+    ),
 )
 
 
@@ -77,9 +94,12 @@ def load_settings(environ: dict | None = None, **overrides) -> Settings:
     """Read every declared setting from ``environ`` (default: the process environment)."""
     environ = os.environ if environ is None else environ
     values = {}
+    known = {f.name for f in fields(Settings)}
     for setting in SETTINGS:
         raw = environ.get(f"SDF_{setting.name}") or setting.default
-        values[setting.name.lower()] = _convert(setting, raw)
+        value = _convert(setting, raw)  # a malformed value fails at start-up, even if read later
+        if setting.name.lower() in known:  # the others (SDF_SMTP_*...) are read where they are used
+            values[setting.name.lower()] = value
     values.update(overrides)
     if not values["database_url"]:
         values["database_url"] = f"sqlite:///{Path.cwd() / 'sdf.db'}"

@@ -23,6 +23,7 @@ BPMN = HERE / "bpmn"
 POSTGRES_SERVER = os.environ.get("SDF_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TABLES = (
+    "start_timers",
     "message_subscriptions",
     "outbox",
     "user_skills",
