@@ -167,7 +167,8 @@ def _route_business_error(tr, task, job, exc: BusinessError) -> None:
         _task_failed(
             tr,
             task,
-            f"operator {job.operator!r} reported {exc.code!r} ({exc}); no error boundary "
+            f"operator {job.operator!r} ({_provider(tr.engine, job.operator)}) reported {exc.code!r} ({exc}); "
+            "no error boundary "
             "event on the task catches that code",
         )
 
@@ -198,12 +199,25 @@ def _failed(engine, job, exc: Exception) -> None:
         _finish_job(tr.conn, job, JobStatus.DEAD, error, tr.now)
         task = _waiting_task(tr.workflow, job)
         if task is not None:
-            _task_failed(tr, task, f"operator {job.operator!r} failed after {job.attempts} attempt(s): {error}")
+            _task_failed(
+                tr,
+                task,
+                f"operator {job.operator!r} ({_provider(engine, job.operator)}) failed after "
+                f"{job.attempts} attempt(s): {error}",
+            )
 
     try:
         instances.change(engine, job.instance_id, "engine", apply)
     except (Conflict, InvalidState) as exc:
         log.info("failure of job %s not recorded: %s", job.id, exc.message)
+
+
+def _provider(engine, operator: str) -> str:
+    """The plugin that provides an operator, for incident messages."""
+    try:
+        return f"plugin {engine.operators.get(operator).provider}"
+    except Exception:  # noqa: BLE001 - the operator is gone (plugin disabled since)
+        return "no plugin provides it now"
 
 
 def _task_failed(tr, task, message: str) -> None:

@@ -415,6 +415,30 @@ def _check_timers(c: _Context, root) -> Iterator[Problem]:
             yield from _code_problems(c.file, element, compile_expression, "timer expression")
 
 
+def _check_event_gateways(c: _Context, root) -> Iterator[Problem]:
+    """SpiffWorkflow 3.2 keeps one due time per event-based gateway, so with two timer branches
+    the first one evaluated decides for both (see the research notes). Refuse it clearly."""
+    for process in root.iter(*_bpmn("process", "subProcess")):
+        by_id = {e.get("id"): e for e in process}
+        for gateway in process.iter(*_bpmn("eventBasedGateway")):
+            targets = [
+                f.get("targetRef")
+                for f in process.iter(*_bpmn("sequenceFlow"))
+                if f.get("sourceRef") == gateway.get("id")
+            ]
+            timers = [t for t in targets if t in by_id and _has_timer(by_id[t])]
+            if len(timers) > 1:
+                yield c.at(
+                    gateway,
+                    f"event-based gateway with {len(timers)} timer branches ({', '.join(timers)}) is "
+                    "not supported by the engine: keep one timer and route the others after it",
+                )
+
+
+def _has_timer(element) -> bool:
+    return any(True for _ in element.iter(*_bpmn("timerEventDefinition")))
+
+
 def _check_call_activities(c: _Context, root) -> Iterator[Problem]:
     for activity in root.iter(*_bpmn("callActivity")):
         target = activity.get("calledElement")
@@ -524,6 +548,7 @@ _BPMN_CHECKS = (
     _check_expressions,
     _check_scripts,
     _check_timers,
+    _check_event_gateways,
     _check_call_activities,
     _check_business_rules,
     _check_forms,

@@ -125,7 +125,9 @@ def test_exhausted_retries_raise_an_incident_that_can_be_retried(crm):
     assert after["status"] == "error"
     [incident] = after["incidents"]
     assert incident["element_id"] == "lookup" and incident["kind"] == "service_error"
-    assert "'crm_lookup' failed after 4 attempt(s): ConnectionError: CRM unreachable" in incident["message"]
+    assert (
+        "'crm_lookup' (plugin tests) failed after 4 attempt(s): ConnectionError: CRM unreachable" in incident["message"]
+    )
     assert job_rows(engine, instance["id"])[0].status == "dead"
     fake.failures = 0  # the CRM is back
     engine.retry_incident(incident["id"], "dana")

@@ -627,3 +627,34 @@ def test_inbox_properties_with_unusable_values_are_refused(tmp_path):
     messages = [str(p) for p in info.value.problems]
     assert any(": submit: priority must be a whole number" in m and "'high'" in m for m in messages)
     assert any(": submit: dueIn must be an ISO 8601 duration" in m for m in messages)
+
+
+def test_event_gateway_with_two_timers_is_refused():
+    text = b"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="x">
+  <bpmn:process id="wait_reply" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:eventBasedGateway id="gw"><bpmn:incoming>f1</bpmn:incoming>
+      <bpmn:outgoing>fa</bpmn:outgoing><bpmn:outgoing>fb</bpmn:outgoing></bpmn:eventBasedGateway>
+    <bpmn:intermediateCatchEvent id="soon"><bpmn:incoming>fa</bpmn:incoming><bpmn:outgoing>fa2</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>"PT1S"</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
+    <bpmn:intermediateCatchEvent id="late"><bpmn:incoming>fb</bpmn:incoming><bpmn:outgoing>fb2</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>"P1D"</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
+    <bpmn:endEvent id="end_a"><bpmn:incoming>fa2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="end_b"><bpmn:incoming>fb2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="gw" />
+    <bpmn:sequenceFlow id="fa" sourceRef="gw" targetRef="soon" />
+    <bpmn:sequenceFlow id="fb" sourceRef="gw" targetRef="late" />
+    <bpmn:sequenceFlow id="fa2" sourceRef="soon" targetRef="end_a" />
+    <bpmn:sequenceFlow id="fb2" sourceRef="late" targetRef="end_b" />
+  </bpmn:process>
+</bpmn:definitions>"""
+    tree, problems = validation.check_xml("gw.bpmn", text)
+    assert problems == []
+    found = validation.check_bpmn(
+        "gw.bpmn", tree, form_exists=lambda name: None, known_process_ids={"wait_reply"}, known_decision_ids=set()
+    )
+    assert [str(p) for p in found] == [
+        "gw.bpmn:5: gw: event-based gateway with 2 timer branches (soon, late) is not supported by the engine: "
+        "keep one timer and route the others after it"
+    ]
