@@ -106,6 +106,7 @@ class Transition:
     now: datetime
     events: list[AuditEvent] = field(default_factory=list)
     human_before: dict = field(default_factory=dict)
+    human_after: dict = field(default_factory=dict)  # open human tasks when the change is saved
     failure: Failure | None = None
     saved_status: InstanceStatus | None = None
     saved_data_text: str | None = None
@@ -247,7 +248,8 @@ def _instance_values(tr: Transition, status: InstanceStatus) -> dict:
     wf = tr.workflow
     final = status.is_final
     tr.saved_status = status
-    tr.saved_data_text = jsonutil.dumps(current_data(wf))
+    tr.human_after = humantasks.ready_human_tasks(wf)
+    tr.saved_data_text = jsonutil.dumps(current_data(wf, tr.human_after))
     conn = tr.conn
     return {
         "status": status.value,
@@ -294,14 +296,14 @@ def _has_open_incident(tr: Transition) -> bool:
     return tr.conn.execute(OPEN_INCIDENT, {"instance_id": tr.instance_id}).first() is not None
 
 
-def current_data(workflow) -> dict:
-    """The process data as of the latest step, including what open tasks' pre-scripts set
-    (the end data once completed)."""
+def current_data(workflow, open_tasks: dict) -> dict:
+    """The process data as of the latest step, including what the open human tasks' pre-scripts
+    set (the end data once completed). ``open_tasks`` is :func:`humantasks.ready_human_tasks`."""
     if workflow.is_completed():
         return dict(workflow.data)
     last = workflow.last_task
     data = dict(last.data) if last is not None else {}
-    for task in humantasks.ready_human_tasks(workflow).values():
+    for task in open_tasks.values():
         data.update(task.data)
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
@@ -332,7 +334,7 @@ def _timer_due(task) -> datetime | None:
 
 
 def _sync_human_tasks(tr: Transition) -> None:
-    after = {} if tr.status_override == InstanceStatus.TERMINATED else humantasks.ready_human_tasks(tr.workflow)
+    after = {} if tr.status_override == InstanceStatus.TERMINATED else tr.human_after
     completed_id = tr.completed_task[0] if tr.completed_task else None
     if completed_id is not None:
         _mark_completed(tr)
