@@ -196,7 +196,7 @@ def _load_parser(bundle: Bundle, trees: dict) -> SdfParser:
     parser = SdfParser()
     for name, tree in trees.items():
         if bundle.files[name].kind == "dmn":
-            parser.add_dmn_xml(tree, filename=name)
+            parser.add_dmn_xml(tree.getroot(), filename=name)
         else:
             parser.add_bpmn_xml(tree, filename=name)
     return parser

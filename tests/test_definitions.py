@@ -151,3 +151,14 @@ def test_deploy_by_an_unknown_user_is_refused(engine):
     with pytest.raises(NotFound, match="unknown user 'ghost'"):
         engine.deploy([APPROVAL], deployed_by="ghost", by_user=True)
     assert count_definitions(engine) == 0
+
+
+def test_a_process_with_a_decision_table_deploys_and_routes_by_it(engine):
+    """DMN files deploy with the BPMN that calls them; the table decides the route at run time."""
+    results = engine.deploy([BPMN / "rule_route.bpmn", BPMN / "risk_rule.dmn"])
+    assert [r.process_id for r in results] == ["rule_route"]
+    engine.add_user("sam", groups_=["sponsor"])
+    low = engine.start("rule_route", {"amount": 999})
+    assert (low["status"], low["data"]["risk"]) == ("completed", "low")
+    high = engine.start("rule_route", {"amount": 1000})
+    assert only_task(high)["element_id"] == "sponsor_ok" and high["data"]["risk"] == "high"
