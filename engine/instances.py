@@ -40,14 +40,7 @@ def start(
             },
         )
         tr.run_engine()
-        announce = {}
-        if engine.emits("instance_started"):  # before the task events the insert will queue
-            tr.after_commit(lambda: engine.emit("instance_started", instance=announce))
-        version = transitions.insert_instance(tr)
-        started = transitions.result(tr, version)
-        announce.update({k: started[k] for k in ("id", "process_id", "version", "business_key", "data")})
-    engine.workflows.put(tr.instance_id, version, workflow)
-    return started
+        return transitions.save_new_instance(tr)
 
 
 def change(engine, instance_id: int, actor: str | None, apply, *, allow=None, conn=None) -> dict:

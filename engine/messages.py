@@ -326,11 +326,4 @@ def _start_one(engine, definition_id: int, name: str, payload: dict, correlation
         )
         tr.run_engine()  # the message start event now waits
         deliver(tr, name, payload, correlation)
-        announce = {}
-        if engine.emits("instance_started"):
-            tr.after_commit(lambda: engine.emit("instance_started", instance=announce))
-        version = transitions.insert_instance(tr)
-        started = transitions.result(tr, version)
-        announce.update({k: started[k] for k in ("id", "process_id", "version", "business_key", "data")})
-    engine.workflows.put(tr.instance_id, version, workflow)
-    return tr.instance_id
+        return transitions.save_new_instance(tr)["id"]

@@ -325,15 +325,7 @@ def start_instance(engine, conn, definition, element_id: str, due: datetime, now
         },
     )
     tr.run_engine()
-    announce = {}
-    if engine.emits("instance_started"):  # before the task events the insert will queue
-        tr.after_commit(lambda: engine.emit("instance_started", instance=announce))
-    version = transitions.insert_instance(tr)
-    started = transitions.result(tr, version)
-    announce.update({k: started[k] for k in ("id", "process_id", "version", "business_key", "data")})
-    instance_id = tr.instance_id
-    tr.after_commit(lambda: engine.workflows.put(instance_id, version, workflow))
-    return instance_id
+    return transitions.save_new_instance(tr)["id"]
 
 
 def _pass_start_timer(workflow, element_id: str) -> None:

@@ -231,6 +231,22 @@ def insert_instance(tr: Transition) -> int:
     return 1
 
 
+def save_new_instance(tr: Transition) -> dict:
+    """First save of a new instance: insert it, announce it to plugins after the commit, cache
+    its workflow; return the instance as callers see it. Used by every way an instance starts
+    (by hand, by a message, by a timer)."""
+    engine = tr.engine
+    announce: dict = {}
+    if engine.emits("instance_started"):  # queued before the task events the insert adds
+        tr.after_commit(lambda: engine.emit("instance_started", instance=announce))
+    version = insert_instance(tr)
+    started = result(tr, version)
+    announce.update({k: started[k] for k in ("id", "process_id", "version", "business_key", "data")})
+    instance_id, workflow = tr.instance_id, tr.workflow
+    tr.after_commit(lambda: engine.workflows.put(instance_id, version, workflow))
+    return started
+
+
 @dataclass
 class _Row:
     id: int | None
