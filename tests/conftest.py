@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -149,6 +151,53 @@ def add_team(engine) -> None:
 def team(engine):
     add_team(engine)
     return engine
+
+
+class OffsetClock:
+    """The real time plus whatever the test skipped ahead (for code that also reads real time,
+    such as SpiffWorkflow's timers and deploy-time schedules)."""
+
+    def __init__(self):
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **delta) -> None:
+        self.offset += timedelta(**delta)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Mailbox:
+    """An aiosmtpd handler that keeps every envelope it receives."""
+
+    def __init__(self):
+        self.envelopes = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd naming
+        self.envelopes.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp(monkeypatch):
+    """A real SMTP server on a loopback port; the email channel is pointed at it."""
+    from aiosmtpd.controller import Controller
+
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("SDF_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SDF_SMTP_PORT", str(port))
+    monkeypatch.setenv("SDF_SMTP_FROM", "delivery@sdf.example")
+    yield mailbox
+    controller.stop()
 
 
 def only_task(instance: dict) -> dict:

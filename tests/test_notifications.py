@@ -10,13 +10,11 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 
 from engine import jobs
 from engine.errors import ConfigurationError
@@ -27,7 +25,7 @@ from engine.runtime import Engine
 from engine.schema import outbox
 from engine.settings import load_settings
 from plugins import notify
-from tests.conftest import BPMN, add_team, only_task
+from tests.conftest import BPMN, add_team, free_port, only_task
 
 SECRET = "whsec_" + base64.b64encode(b"a shared secret of thirty-two b!").decode()
 STATUS = {
@@ -39,12 +37,6 @@ STATUS = {
     "next_steps": ["Single sign-on"],
     "risks": [{"title": "SSO vendor late", "band": "high"}],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def job_row(engine, instance_id):
@@ -69,26 +61,6 @@ def notifying(team):
 
 
 # -- SMTP ---------------------------------------------------------------------------------------
-class Mailbox:
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd naming
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp(monkeypatch):
-    mailbox = Mailbox()
-    port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("SDF_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("SDF_SMTP_PORT", str(port))
-    monkeypatch.setenv("SDF_SMTP_FROM", "delivery@sdf.example")
-    yield mailbox
-    controller.stop()
 
 
 def test_email_arrives_with_recipients_subject_and_rendered_body(notifying, smtp):

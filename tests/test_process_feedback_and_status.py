@@ -12,16 +12,14 @@ Emails go to a real SMTP server on loopback (aiosmtpd).
 from __future__ import annotations
 
 import email
-import socket
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from engine import jobs, start_timers, timers
 from engine.errors import FormValidationError
+from tests.conftest import OffsetClock as Clock
 from tests.conftest import only_task
 
 PROCESSES = Path(__file__).resolve().parent.parent / "processes"
@@ -39,50 +37,11 @@ STATUS = {
 
 
 # -- helpers and fixtures --------------------------------------------------------------------------
-class Mailbox:
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd naming
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def smtp(monkeypatch):
-    mailbox = Mailbox()
-    port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("SDF_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("SDF_SMTP_PORT", str(port))
-    monkeypatch.setenv("SDF_SMTP_FROM", "delivery@sdf.example")
-    yield mailbox
-    controller.stop()
 
 
 def message(envelope) -> tuple[email.message.Message, str]:
     mail = email.message_from_bytes(envelope.content)
     return mail, mail.get_payload(decode=True).decode().replace("\r\n", "\n")
-
-
-class Clock:
-    """The real time plus whatever the test skipped ahead (a deploy schedules from the real time)."""
-
-    def __init__(self):
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, **delta) -> None:
-        self.offset += timedelta(**delta)
 
 
 def open_tasks(instance: dict) -> dict:

@@ -10,21 +10,9 @@ import pytest
 from engine import start_timers, timers
 from engine.background import BackgroundWorker
 from engine.errors import DefinitionInvalid
+from tests.conftest import OffsetClock as Clock
 from tests.conftest import make_engine, only_task
 from tests.processes import HEADER
-
-
-class Clock:
-    """The real time plus whatever the test skipped ahead (a deploy schedules from the real time)."""
-
-    def __init__(self):
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, **delta) -> None:
-        self.offset += timedelta(**delta)
 
 
 def timer_start(pid: str, kind: str | None, value: str = "", task: str = "report") -> str:
