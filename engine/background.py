@@ -40,12 +40,11 @@ class BackgroundWorker:
 
     def run_once(self) -> int:
         fired = timers.fire_due(self.engine) + start_timers.fire_due(self.engine)
+        self.timers_fired += fired
         if not self.run_jobs:
             jobs.sweep(self.engine, self._swept)
-            self.timers_fired += fired
             return fired
         ran = jobs.run_due(self.engine)
-        self.timers_fired += fired
         self.jobs_run += ran
         return fired + ran
 
@@ -62,7 +61,9 @@ class BackgroundWorker:
             self._wake.clear()
 
     def _sleep_time(self) -> float:
-        due = (timers.next_due(self.engine), start_timers.next_due(self.engine), jobs.next_job_due(self.engine))
+        due = [timers.next_due(self.engine), start_timers.next_due(self.engine)]
+        if self.run_jobs:  # in queue mode the queue's workers run jobs; due jobs must not wake the sweeper
+            due.append(jobs.next_job_due(self.engine))
         upcoming = [d for d in due if d is not None]
         if not upcoming:
             return self.max_sleep

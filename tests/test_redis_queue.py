@@ -92,3 +92,19 @@ def test_redis_outage_loses_nothing(database_url, redis_queue_name):
             assert len(completed) == 1  # duplicates in the queue did not advance anything twice
     finally:
         back.close()
+
+
+def test_queue_mode_sweeper_does_not_spin_on_pending_jobs(database_url, redis_queue_name):
+    """A due job waiting for an rq worker must not make the timer/sweeper loop busy-wait."""
+    from engine.background import BackgroundWorker
+
+    engine = queue_engine(database_url, REDIS_URL, redis_queue_name)
+    try:
+        add_team(engine)
+        engine.deploy([BPMN / "crm_lookup.bpmn"])
+        engine.start("crm_lookup", {"client": "acme", "vip": False, "patience": "PT1H"})
+        assert job_statuses(engine) == ["pending"]
+        sweeper = BackgroundWorker(engine, max_sleep=0.5, run_jobs=False)
+        assert sweeper._sleep_time() > 0.4  # sleeps until the next timer (1 h away), capped at max_sleep
+    finally:
+        engine.close()
