@@ -8,7 +8,7 @@ database; there, writers lock the instance row with ``SELECT ... FOR UPDATE``.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -22,8 +22,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 class Database:
     """One SQLAlchemy engine plus the transaction helpers the engine uses."""
 
-    def __init__(self, url: str, *, echo: bool = False):
+    def __init__(self, url: str, *, echo: bool = False, scope=nullcontext):
         self.url = url
+        self.scope = scope  # entered around every write transaction (the engine sets its clock there)
         self.engine = sa.create_engine(url, echo=echo, **_engine_options(url))
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:
@@ -36,7 +37,7 @@ class Database:
         Code inside may append callables to ``conn.info["sdf_after_commit"]``; they run only
         after the commit succeeded (e.g. to put a workflow back into the in-process cache).
         """
-        with self.engine.connect() as conn:
+        with self.scope(), self.engine.connect() as conn:
             conn = conn.execution_options(sdf_write=True)
             try:
                 with conn.begin():

@@ -100,16 +100,23 @@ class DefinitionStore:
         )
 
     def deploy(
-        self, bundle: parsing.Bundle, deployed_by: str | None = None, operators: set[str] | None = None
+        self,
+        bundle: parsing.Bundle,
+        deployed_by: str | None = None,
+        operators: set[str] | None = None,
+        now: datetime | None = None,
     ) -> list[DeployResult]:
+        """Store every compiled process of ``bundle`` in one transaction; ``now`` (the engine's
+        clock) stamps the versions and schedules timer start events."""
         compiled = self.compile(bundle, operators)
+        now = now or utcnow()
         with self.db.write() as conn:
             try:
-                return [self._store(conn, proc, deployed_by) for proc in compiled]
+                return [self._store(conn, proc, deployed_by, now) for proc in compiled]
             except sa.exc.IntegrityError as exc:
                 raise Conflict("another deploy of the same process ran at the same time; deploy again") from exc
 
-    def _store(self, conn, proc: parsing.CompiledProcess, deployed_by: str | None) -> DeployResult:
+    def _store(self, conn, proc: parsing.CompiledProcess, deployed_by: str | None, now: datetime) -> DeployResult:
         document = self.serializer.dump_spec(proc.spec, proc.subprocess_specs)
         document["forms"] = proc.forms
         text = json.dumps(document, separators=(",", ":"))  # keeps the designer's field order
@@ -124,7 +131,6 @@ class DefinitionStore:
         if latest is not None and latest.sha256 == digest:
             return DeployResult(proc.process_id, latest.version, latest.id, False, digest)
         version = 1 if latest is None else latest.version + 1
-        now = utcnow()
         def_id = conn.execute(
             definitions.insert().values(
                 process_id=proc.process_id,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
-from . import inbox, instances, parsing, users
+from . import inbox, instances, parsing, timeclock, users
 from .db import Database
 from .definitions import DefinitionStore, DeployResult
 from .errors import ConfigurationError, NotFound
@@ -36,7 +36,9 @@ class Engine:
     def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow, plugins=None):
         self.settings = settings
         self.clock = clock
-        self.db = Database(settings.database_url)
+        timeclock.install()
+        # SpiffWorkflow's timers and scripts' now() follow self.clock inside every write transaction
+        self.db = Database(settings.database_url, scope=lambda: timeclock.using(self.clock))
         self.serializer = StateSerializer()
         self.definitions = DefinitionStore(self.db, self.serializer)
         self.workflows = WorkflowCache()
@@ -135,7 +137,9 @@ class Engine:
         if by_user and deployed_by is not None:
             with self.db.read() as conn:
                 self.require_user(conn, deployed_by)
-        return self.definitions.deploy(parsing.collect_files(paths), deployed_by, operators=self.operators.names())
+        return self.definitions.deploy(
+            parsing.collect_files(paths), deployed_by, operators=self.operators.names(), now=self.clock()
+        )
 
     def list_definitions(self) -> list[dict]:
         with self.db.read() as conn:

@@ -42,7 +42,7 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache, partial
 from time import monotonic
@@ -64,6 +64,7 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
+from . import timeclock
 from .errors import ScriptError, ScriptTimeout
 
 __all__ = [
@@ -311,8 +312,8 @@ def _inplacevar(op: str, target, value):
 
 
 def now() -> datetime:
-    """The current time as an aware UTC datetime."""
-    return datetime.now(UTC)
+    """The current time as an aware UTC datetime, by the clock of the engine running the script."""
+    return timeclock.now()
 
 
 # --------------------------------------------------------------------------------------------

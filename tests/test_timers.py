@@ -10,7 +10,7 @@ import pytest
 
 from engine import timers
 from engine.background import BackgroundWorker
-from tests.conftest import BPMN, make_engine, only_task
+from tests.conftest import BPMN, OffsetClock, make_engine, only_task
 
 FAST = {"cool_off": "PT0.2S", "warn_after": "PT0.3S", "breach_after": "PT1H"}
 
@@ -113,3 +113,23 @@ def test_scheduler_fires_100_timers_once_each(sla, database_url):
         opened_at = datetime.fromisoformat(created[0]["at"])
         delay = float(instance["data"]["cool_off"][2:-1])
         assert 0 <= (opened_at - started_at).total_seconds() - delay < 1.5
+
+
+def test_timers_follow_the_engine_clock_not_the_wall_clock(sla):
+    """Skipping the engine's clock ahead fires day-long timers at once, and only when due."""
+    clock = sla.clock = OffsetClock()
+    instance = sla.start("sla", {"cool_off": "P1D", "warn_after": "P2D", "breach_after": "P5D"})
+    due = datetime.fromisoformat(timers.waiting_timers(sla)[0]["due_at"])
+    assert abs((due - clock()).total_seconds() - 86400) < 60  # one day from the engine's now
+    clock.advance(hours=23)
+    assert timers.fire_due(sla) == 0
+    clock.advance(hours=1, seconds=1)
+    assert timers.fire_due(sla) == 1
+    assert only_task(sla.get_instance(instance["id"]))["element_id"] == "resolve"
+    clock.advance(days=2, seconds=1)  # warn_after (non-interrupting) is due, breach_after not yet
+    assert timers.fire_due(sla) == 1
+    tasks = {t["element_id"] for t in sla.get_instance(instance["id"])["tasks"]}
+    assert tasks == {"resolve", "escalation"}
+    clock.advance(days=3)
+    assert timers.fire_due(sla) == 1  # the interrupting breach timer cancels the work
+    assert "resolve" not in {t["element_id"] for t in sla.get_instance(instance["id"])["tasks"]}
