@@ -43,15 +43,16 @@ def start(
         return transitions.save_new_instance(tr)
 
 
-def change(engine, instance_id: int, actor: str | None, apply, *, allow=None, conn=None) -> dict:
+def change(engine, instance_id: int, actor: str | None, apply, *, allow=None, conn=None, actor_known=False) -> dict:
     """Run ``apply(transition)`` on a locked instance, advance, save; return the instance after it.
 
     With ``conn`` the caller's write transaction is used (it must already hold the lock).
+    ``actor_known``: the caller already looked the actor up in this transaction.
     """
     if conn is None:
         with engine.db.write() as own:
-            return change(engine, instance_id, actor, apply, allow=allow, conn=own)
-    if actor is not None and actor != ENGINE_ACTOR:
+            return change(engine, instance_id, actor, apply, allow=allow, conn=own, actor_known=actor_known)
+    if actor is not None and actor != ENGINE_ACTOR and not actor_known:
         engine.require_user(conn, actor)  # the audit log must name a real person
     row = transitions.lock_instance(engine, conn, instance_id)
     if allow is not None and row.status not in allow:

@@ -31,16 +31,32 @@ from .runner import Failure, advance, all_tasks
 from .schema import human_tasks, incidents
 from .status import IncidentStatus, InstanceStatus, TaskStatus, task_is_active
 
-_HEAD = "id, definition_id, process_id, business_key, status, lock_version"
+_HEAD = "id, definition_id, process_id, business_key, status, lock_version, wake_at"
 LOCK_INSTANCE = {
     "sqlite": fastsql.Statement(f"SELECT {_HEAD} FROM instances WHERE id = :instance_id"),
     "postgresql": fastsql.Statement(f"SELECT {_HEAD} FROM instances WHERE id = :instance_id FOR UPDATE"),
 }
 LOAD_STATE = fastsql.Statement("SELECT state FROM instances WHERE id = :instance_id")
-SAVE_INSTANCE = fastsql.Statement("""
-    UPDATE instances SET lock_version = :new_version, status = :status, state = :state, data = :data,
-        updated_at = :updated_at, ended_at = :ended_at, wake_at = :wake_at
-    WHERE id = :b_id AND lock_version = :b_version""")
+_SAVE_INSTANCE: dict[tuple[str, ...], fastsql.Statement] = {}
+
+
+def _save_statement(changed: tuple[str, ...]) -> fastsql.Statement:
+    """The UPDATE of an instance row that also sets the indexed columns in ``changed``.
+
+    An indexed column in the SET list costs SQLite a rewritten index page even when its value
+    stays the same, so ``status`` and ``wake_at`` (and ``ended_at``) are set only when they change.
+    """
+    found = _SAVE_INSTANCE.get(changed)
+    if found is None:
+        extra = "".join(f", {column} = :{column}" for column in changed)
+        found = _SAVE_INSTANCE[changed] = fastsql.Statement(
+            "UPDATE instances SET lock_version = :new_version, state = :state, data = :data, updated_at = :updated_at"
+            f"{extra} WHERE id = :b_id AND lock_version = :b_version"
+        )
+    return found
+
+
+_OPTIONAL_COLUMNS = ("status", "ended_at", "wake_at")
 INSERT_INSTANCE = fastsql.Statement("""
     INSERT INTO instances (definition_id, process_id, business_key, status, lock_version, state, data,
         started_by, started_at, updated_at, ended_at, wake_at)
@@ -200,12 +216,14 @@ def save(tr: Transition) -> int:
     """Write everything the transition changed; return the new row version."""
     status = instance_status(tr)
     values = _instance_values(tr, status)
-    changed = fastsql.execute(
+    before = {"status": tr.row.status, "ended_at": None, "wake_at": tr.row.wake_at}
+    changed = tuple(c for c in _OPTIONAL_COLUMNS if values[c] != before[c])
+    updated = fastsql.execute(
         tr.conn,
-        SAVE_INSTANCE,
+        _save_statement(changed),
         {"b_id": tr.instance_id, "b_version": tr.row.lock_version, "new_version": tr.row.lock_version + 1, **values},
     )
-    if changed != 1:
+    if updated != 1:
         raise Conflict(f"instance {tr.instance_id} was changed by someone else; try again", instance_id=tr.instance_id)
     _finish(tr, status)
     return tr.row.lock_version + 1
@@ -254,6 +272,7 @@ class _Row:
     business_key: str | None = None
     status: str = InstanceStatus.RUNNING.value
     process_id: str | None = None
+    wake_at: object = None
 
 
 def new_row(business_key: str | None) -> _Row:
