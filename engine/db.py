@@ -8,6 +8,7 @@ database; there, writers lock the instance row with ``SELECT ... FOR UPDATE``.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -29,6 +30,9 @@ class Database:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
+        self._writers = threading.local()  # SQLite: each thread keeps its write connection
+        self._kept: dict[threading.Thread, sa.Connection] = {}
+        self._kept_lock = threading.Lock()
 
     @contextmanager
     def write(self):
@@ -37,15 +41,48 @@ class Database:
         Code inside may append callables to ``conn.info["sdf_after_commit"]``; they run only
         after the commit succeeded (e.g. to put a workflow back into the in-process cache).
         """
-        with self.scope(), self.engine.connect() as conn:
-            conn = conn.execution_options(sdf_write=True)
+        with self.scope():
+            conn, kept = self._writer()
             try:
-                with conn.begin():
-                    yield conn
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    callbacks = conn.info.pop("sdf_after_commit", [])
             finally:
-                callbacks = conn.info.pop("sdf_after_commit", [])
+                if kept:
+                    self._writers.busy = False
+                else:
+                    conn.close()
         for callback in callbacks:  # reached only after a successful commit
             callback()
+
+    def _writer(self) -> tuple[sa.Connection, bool]:
+        """The connection for a write transaction, and whether it is kept for the next one.
+
+        On SQLite a thread keeps its write connection open between transactions: taking one
+        from the pool and handing it back (with its reset) costs more than a small transaction's
+        own statements. A nested write in the same thread gets a pooled connection.
+        """
+        local = self._writers
+        if not self.is_sqlite or getattr(local, "busy", False):
+            return self.engine.connect().execution_options(sdf_write=True), False
+        conn = getattr(local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = local.conn = self.engine.connect().execution_options(sdf_write=True)
+            self._keep(conn)
+        local.busy = True
+        return conn, True
+
+    def _keep(self, conn: sa.Connection) -> None:
+        """Remember the current thread's kept connection; close those of threads that ended
+        (a threaded web server starts a thread per request)."""
+        with self._kept_lock:
+            ended = [thread for thread in self._kept if not thread.is_alive()]
+            closing = [self._kept.pop(thread) for thread in ended]
+            self._kept[threading.current_thread()] = conn
+        for old in closing:
+            old.close()
 
     @contextmanager
     def read(self):
@@ -82,6 +119,10 @@ class Database:
         return ScriptDirectory.from_config(cfg).get_current_head()
 
     def dispose(self) -> None:
+        with self._kept_lock:
+            kept, self._kept = list(self._kept.values()), {}
+        for conn in kept:
+            conn.close()
         self.engine.dispose()
 
 

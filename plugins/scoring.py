@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
 
+from engine import timeclock
 from engine.hookspecs import hookimpl
 from engine.humantasks import DEFAULT_PRIORITY
 
@@ -95,7 +96,7 @@ def score_priority(impact, urgency):
 
 @hookimpl(trylast=True)
 def score_task_priority(task, data):
-    return task_priority(task, data, datetime.now(UTC))
+    return task_priority(task, data, timeclock.now())  # the engine's clock: tests and simulations move it
 
 
 @hookimpl(trylast=True)

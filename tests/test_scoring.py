@@ -394,3 +394,13 @@ def test_installed_plugin_overrides_the_built_in_rule(database_url, tmp_path):
         assert only_task(instance)["element_id"] == "routine"  # 'custom' is not 'high'
     finally:
         engine.close()
+
+
+def test_task_priority_hook_reads_the_engine_clock():
+    """Inside an engine transaction the hook tells time by the engine's clock, not the wall clock."""
+    from engine import timeclock
+
+    due_in_two_days = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    assert scoring.score_task_priority(task(due_at=due_in_two_days), {}) == 50  # not due soon
+    with timeclock.using(lambda: datetime.now(UTC) + timedelta(days=3)):  # the engine skipped ahead
+        assert scoring.score_task_priority(task(due_at=due_in_two_days), {}) == 75  # overdue
