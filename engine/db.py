@@ -62,7 +62,8 @@ class Database:
 
         On SQLite a thread keeps its write connection open between transactions: taking one
         from the pool and handing it back (with its reset) costs more than a small transaction's
-        own statements. A nested write in the same thread gets a pooled connection.
+        own statements. A nested write in the same thread (it would wait for the outer one's lock)
+        is not handed the busy connection.
         """
         local = self._writers
         if not self.is_sqlite or getattr(local, "busy", False):

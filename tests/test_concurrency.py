@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import sqlalchemy as sa
 
 from engine.errors import Conflict
@@ -95,3 +96,29 @@ def test_parallel_branches_completed_at_once_both_count(team, database_url):
         )
         assert [r[0] for r in results] == ["ok", "ok"], results
         assert team.get_instance(instance["id"])["status"] == "completed"
+
+
+def test_sqlite_write_connections_are_kept_per_thread_and_closed_when_the_thread_ends(sqlite_engine):
+    """Each thread reuses its write connection; a threaded server (a thread per request) must
+    not pile up connections: those of ended threads are closed when a new thread starts writing."""
+    db = sqlite_engine.db
+
+    def write_once():
+        with db.write() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    write_once()
+    write_once()
+    assert db.engine.pool.checkedout() == 1  # the main thread's kept connection, reused
+    for _ in range(5):
+        worker = threading.Thread(target=write_once)
+        worker.start()
+        worker.join()
+        # each new thread closes the connections of the ended ones: the main thread's, plus the last one's
+        assert db.engine.pool.checkedout() == 2
+    with pytest.raises(RuntimeError):
+        with db.write():
+            raise RuntimeError("rolled back")
+    write_once()  # the kept connection is usable after a rollback
+    sqlite_engine.close()
+    assert db.engine.pool.checkedout() == 0
