@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from SpiffWorkflow.bpmn import BpmnEvent
+from SpiffWorkflow.bpmn.specs.control import BpmnStartTask, StartEventSplit
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition as AnyMessageDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
@@ -324,6 +326,25 @@ def _start_one(engine, definition_id: int, name: str, payload: dict, correlation
             EventType.INSTANCE_STARTED,
             data={"process_id": definition.process_id, "version": definition.version, "message": name, "data": {}},
         )
-        tr.run_engine()  # the message start event now waits
+        open_message_start(workflow, name)  # the message start event now waits
         deliver(tr, name, payload, correlation)
         return transitions.save_new_instance(tr)["id"]
+
+
+def open_message_start(workflow, name: str) -> None:
+    """Run a new workflow up to its start events and keep only those catching message ``name``.
+
+    A process may have a plain start event too (to be started by hand). Advancing the workflow
+    would fire that one at once, and SpiffWorkflow's start-event join would then cancel the
+    message start event: so only the steps before the start events run here, and the other
+    start events are cancelled.
+    """
+    while task := next((t for t in workflow.get_tasks(state=TaskState.READY) if _before_start_events(t)), None):
+        task.run()
+    for task in workflow.get_tasks(state=TaskState.NOT_FINISHED_MASK, spec_class=StartEvent):
+        if not any(part.name == name for part in message_parts(task.task_spec.event_definition)):
+            task.cancel()
+
+
+def _before_start_events(task) -> bool:
+    return isinstance(task.task_spec, (BpmnStartTask, StartEventSplit))

@@ -1,29 +1,54 @@
-"""The shipped change request process: message start, risk assessment, approval route, sign-off.
+"""The shipped change request process: two ways in, impact and risk, a decision table, approvals, e-mail.
 
-``change_request`` starts on message ``change_submitted``; the project manager assesses the
-impact, the called ``risk_assessment`` scores the risk, and the route decides who approves:
-the project manager alone (small/medium change, low/medium risk) or the project manager and
-the sponsor in parallel. The client signs off when the cost goes up.
+``change_request`` starts on the message ``change_submitted`` (the payload, in ``change``, is
+checked and copied into the process data) or by hand (the project manager fills "Describe the
+change"). The project manager assesses the impact, the called ``risk_assessment`` scores the
+risk, and the decision table ``change_approval_route`` picks the route: the project manager
+alone, or the project manager and the sponsor in parallel; the client signs off when the cost
+goes up. An approved change updates ``project``; either way the client is e-mailed the
+decision (a real SMTP server on loopback), with the reason on a rejection.
 """
 
 from __future__ import annotations
 
+import email
+import itertools
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import sqlalchemy as sa
+from SpiffWorkflow.dmn.engine.DMNEngine import DMNEngine
+from SpiffWorkflow.dmn.parser.BpmnDmnParser import BpmnDmnParser
 
-from engine.errors import FormValidationError
+from engine import jobs
+from engine.errors import FormValidationError, NotFound
+from engine.schema import instances, message_subscriptions
+from engine.scripting import create_script_engine
+from tests.conftest import BPMN, only_task
 
 PROCESSES = Path(__file__).resolve().parent.parent / "processes"
-PAYLOAD = {"title": "Add a FAQ page", "requested_by": "casey"}
-# (probability, impact) -> band of the built-in score_risk matrix
-LOW, MEDIUM, HIGH, CRITICAL = (1, 1), (2, 3), (3, 4), (5, 5)
+DECISION = PROCESSES / "change_approval_route.dmn"
+PROJECT = {"name": "Apollo", "scope": ["Client portal"], "budget": 50000, "duration_days": 90, "end_date": "2030-03-01"}
+PAYLOAD = {
+    "title": "Add a FAQ page",
+    "description": "Clients keep asking the same questions.",
+    "client_email": "casey@client.example",
+    "requested_by": "Casey",
+    "project": PROJECT,
+}
+IMPACT = {"scope": "One more page: FAQ", "timeline_days": 2, "size": "small"}
+# (probability, impact) -> band of the built-in score_risk matrix, at the edges of each band:
+# 4 is the highest low, 9 the highest medium, 10 the lowest high, 20 the lowest critical product
+RISKS = {"low": (2, 2), "medium": (3, 3), "high": (2, 5), "critical": (4, 5)}
+SIZES = ("small", "medium", "large")
+COSTS = (-50, 0, 0.01)  # cheaper, unchanged, the smallest increase
 
 
 @pytest.fixture
 def changes(team):
     team.add_user("sam", groups_=["sponsor"])
-    team.deploy([PROCESSES / "risk_assessment.bpmn", PROCESSES / "change_request.bpmn"])
+    team.deploy([PROCESSES / "risk_assessment.bpmn", PROCESSES / "change_request.bpmn", DECISION])
     return team
 
 
@@ -31,131 +56,349 @@ def open_tasks(instance: dict) -> dict:
     return {t["element_id"]: t for t in instance["tasks"]}
 
 
-def assessed(engine, size="small", risk=LOW, cost_change=0) -> dict:
-    """Submit a change, assess its impact and its risk; returns the instance (approvals open)."""
-    [instance] = engine.correlate_message("change_submitted", PAYLOAD, actor="casey")
+def submitted(engine, payload=PAYLOAD) -> dict:
+    [instance] = engine.correlate_message("change_submitted", payload, actor="casey")
+    return instance
+
+
+def assessed(engine, size="small", band="low", cost_change=0, instance=None) -> dict:
+    """Assess the impact and the risk of a submitted change; returns the instance (approvals open)."""
+    instance = instance or submitted(engine)
     assess = open_tasks(instance)["assess_impact"]
-    impact = {"scope": "One more page", "timeline_days": 2, "cost_change": cost_change, "size": size}
-    instance = engine.complete(assess["id"], "pat", impact)
+    instance = engine.complete(assess["id"], "pat", dict(IMPACT, size=size, cost_change=cost_change))
     identify = open_tasks(instance)["identify_risks"]
     assert identify["candidate_group"] == "project_manager"
-    probability, impact_level = risk
+    probability, impact = RISKS[band]
     return engine.complete(
-        identify["id"], "pat", {"probability": probability, "impact": impact_level, "risk_description": "Scope creep"}
+        identify["id"], "pat", {"probability": probability, "impact": impact, "risk_description": "Scope creep"}
     )
 
 
-def approve(engine, instance: dict, element_id: str, actor: str, data: dict) -> dict:
+def decide(engine, instance: dict, element_id: str, actor: str, data: dict) -> dict:
     return engine.complete(open_tasks(instance)[element_id]["id"], actor, data)
 
 
-def test_message_start_creates_the_instance_with_the_payload(changes):
-    [instance] = changes.correlate_message("change_submitted", PAYLOAD, actor="casey")
-    assert instance["process_id"] == "change_request"
-    assert instance["data"] == PAYLOAD
-    assess = open_tasks(instance)["assess_impact"]
-    assert assess["candidate_group"] == "project_manager"
-    assert assess["title"] == "Assess impact"
+def delivered(engine, instance: dict, smtp) -> tuple[dict, email.message.Message, str]:
+    """Run the notify job; returns the finished instance and the one e-mail it sent."""
+    assert instance["tasks"] == [] and instance["status"] != "completed"  # waiting for the notify job
+    assert jobs.run_due(engine) == 1
+    [envelope] = smtp.envelopes
+    assert envelope.rcpt_tos == ["casey@client.example"]
+    mail = email.message_from_bytes(envelope.content)
+    body = mail.get_payload(decode=True).decode().replace("\r\n", "\n")
+    after = engine.get_instance(instance["id"])
+    assert after["status"] == "completed"
+    assert after["data"]["decision_delivery"]["delivered"] is True
+    return after, mail, body
 
 
-def test_assessment_form_is_checked(changes):
-    [instance] = changes.correlate_message("change_submitted", PAYLOAD, actor="casey")
-    assess = open_tasks(instance)["assess_impact"]
-    with pytest.raises(FormValidationError):
-        changes.complete(assess["id"], "pat", {"scope": "x" * 5, "timeline_days": 1, "cost_change": 0, "size": "huge"})
+def ended_at(engine, instance_id: int) -> list[str]:
+    return [e["element_id"] for e in engine.history(instance_id) if e["element_id"] in ("end_approved", "end_rejected")]
 
 
-def test_risk_is_scored_by_the_called_process(changes):
-    instance = assessed(changes, risk=HIGH)
-    assert instance["data"]["risk"] == {"score": 12, "band": "high"}
-    assert instance["data"]["risk_band"] == "high"
+def subscription_count(engine) -> int:
+    with engine.db.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(message_subscriptions)).scalar()
 
 
-def test_small_low_risk_change_needs_only_the_project_manager(changes):
-    instance = assessed(changes, "small", LOW, cost_change=0)
-    assert instance["data"]["route"] == "pm_only" and instance["data"]["client_signoff"] is False
-    assert list(open_tasks(instance)) == ["pm_approval"]
-    assert open_tasks(instance)["pm_approval"]["candidate_group"] == "project_manager"
-    done = approve(changes, instance, "pm_approval", "pat", {"approved": True})
-    assert done["status"] == "completed"
-    assert done["data"]["project_updated"] is True
-    assert "rejection_reason" not in done["data"]
+def instance_count(engine) -> int:
+    with engine.db.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(instances)).scalar()
 
 
-def test_large_change_opens_pm_and_sponsor_approval_at_once(changes):
-    instance = assessed(changes, "large", LOW, cost_change=0)
-    assert instance["data"]["route"] == "pm_and_sponsor"
-    tasks = open_tasks(instance)
-    assert sorted(tasks) == ["pm_approval_joint", "sponsor_approval"]
-    assert tasks["pm_approval_joint"]["candidate_group"] == "project_manager"
-    assert tasks["sponsor_approval"]["candidate_group"] == "sponsor"
-    instance = approve(changes, instance, "sponsor_approval", "sam", {"sponsor_approved": True})
+# -- starting by message ---------------------------------------------------------------------------
+def test_message_start_checks_the_payload_and_copies_it_into_the_data(changes):
+    instance = submitted(changes)
+    assert instance["process_id"] == "change_request" and instance["started_by"] == "casey"
+    data = instance["data"]
+    assert data["change"] == PAYLOAD  # the message as received (messageVariable)
+    assert {k: data[k] for k in PAYLOAD} == PAYLOAD
+    assess = only_task(instance)
+    assert (assess["element_id"], assess["title"], assess["candidate_group"]) == (
+        "assess_impact",
+        "Assess impact",
+        "project_manager",
+    )
+    history = changes.history(instance["id"])
+    assert [e["type"] for e in history][:2] == ["instance_started", "message_correlated"]
+    assert "check_change" in [e["element_id"] for e in history if e["type"] == "activity_completed"]
+    assert subscription_count(changes) == 0  # nothing waits for a message afterwards
+
+
+def test_optional_fields_may_be_left_out_of_the_message(changes):
+    minimal = {k: PAYLOAD[k] for k in ("title", "description", "client_email")}
+    data = submitted(changes, minimal)["data"]
+    assert data["requested_by"] == "" and data["project"] == {}
+
+
+def test_every_message_starts_its_own_instance(changes):
+    first = submitted(changes)
+    second = submitted(changes, dict(PAYLOAD, title="Dark mode"))
+    assert first["id"] != second["id"]
+    assert [changes.get_instance(i)["data"]["title"] for i in (first["id"], second["id"])] == [
+        "Add a FAQ page",
+        "Dark mode",
+    ]
+
+
+def test_a_bad_payload_stops_with_an_incident_naming_every_problem_then_retry_fixes_it(changes):
+    bad = {"description": "x", "client_email": "not an address", "project": "Apollo"}
+    instance = submitted(changes, bad)
+    assert instance["status"] == "error" and instance["tasks"] == []
+    [incident] = instance["incidents"]
+    assert incident["element_id"] == "check_change"
+    assert incident["message"] == (
+        "ValueError: message change_submitted: title: a text of at least 3 characters is required; "
+        "description: a text of at least 3 characters is required; "
+        "client_email: an e-mail address is required; project: must be an object"
+    )
+    fixed = changes.retry_incident(incident["id"], actor="root", data={"change": PAYLOAD})
+    assert fixed["status"] == "running" and fixed["data"]["title"] == PAYLOAD["title"]
+    assert only_task(fixed)["element_id"] == "assess_impact"
+
+
+def test_an_unknown_message_name_is_a_clear_error_and_starts_nothing(changes):
+    with pytest.raises(NotFound) as info:
+        changes.correlate_message("change_submited", PAYLOAD, actor="casey")
+    assert info.value.message == (
+        "no instance waits for message 'change_submited', and no deployed process starts with it"
+    )
+    assert instance_count(changes) == 0
+
+
+# -- starting by hand ------------------------------------------------------------------------------
+def test_by_hand_the_project_manager_describes_the_change(changes):
+    instance = changes.start("change_request", actor="pat")
+    describe = only_task(instance)
+    assert (describe["element_id"], describe["title"], describe["candidate_group"]) == (
+        "describe_change",
+        "Describe the change",
+        "project_manager",
+    )
+    assert subscription_count(changes) == 0  # the message start event was cancelled by the plain start
+    with pytest.raises(FormValidationError) as info:
+        changes.complete(describe["id"], "pat", dict(PAYLOAD, client_email="casey", project={"budget": 5}))
+    assert {e["field"] for e in info.value.errors} == {"client_email", "project.name"}
+    instance = changes.complete(describe["id"], "pat", PAYLOAD)
+    assert only_task(instance)["element_id"] == "assess_impact"
+    assert "check_change" not in [e["element_id"] for e in changes.history(instance["id"])]
+    # a message now starts a new instance: the one started by hand does not take it
+    assert submitted(changes)["id"] != instance["id"]
+
+
+def test_by_hand_the_start_data_is_kept_and_updated_on_approval(changes, smtp):
+    instance = changes.start("change_request", {"project": PROJECT}, actor="pat")
+    description = {k: PAYLOAD[k] for k in ("title", "description", "client_email")}
+    instance = changes.complete(only_task(instance)["id"], "pat", description)
+    instance = assessed(changes, "small", "low", 0, instance=instance)
+    instance = decide(changes, instance, "pm_approval", "pat", {"approved": True})
+    after, mail, _ = delivered(changes, instance, smtp)
+    assert after["data"]["project"]["scope"] == ["Client portal", "One more page: FAQ"]
+    assert mail["Subject"] == "Change request approved: Add a FAQ page (Apollo)"
+
+
+def test_by_hand_start_of_a_process_that_only_starts_by_message_waits_for_the_message(team):
+    """engine.start on a process whose only start event catches a message does not refuse: the
+    instance waits (no task) for that message, and the next such message goes to it instead of
+    starting a new instance. That is why change_request has a plain start event as well."""
+    team.deploy([BPMN / "change_request_msg.bpmn"])
+    waiting = team.start("change_request_msg", {"title": "by hand"}, actor="pat")
+    assert waiting["status"] == "waiting" and waiting["tasks"] == []
+    assert subscription_count(team) == 1
+    [instance] = team.correlate_message("change_submitted", {"title": "by message"}, actor="casey")
+    assert instance["id"] == waiting["id"]
+    assert instance["data"]["title"] == "by message"
+    assert only_task(instance)["element_id"] == "assess_change"
+
+
+# -- the decision table ----------------------------------------------------------------------------
+def collecting_table():
+    """The decision table of change_approval_route, switched to COLLECT to see every matching rule."""
+    parser = BpmnDmnParser()
+    parser.add_dmn_file(str(DECISION))
+    dmn = parser.dmn_parsers["change_approval_route"]
+    dmn.parse()
+    [table] = dmn.decision.decisionTables
+    assert table.hit_policy == "UNIQUE"
+    table.hit_policy = "COLLECT"
+    return table
+
+
+def test_every_combination_matches_exactly_one_rule():
+    """UNIQUE in SpiffWorkflow takes the first match without checking: check the table instead.
+    Unknown sizes and risk bands (a team may rename the bands) also match one rule."""
+    rules = DMNEngine(collecting_table())
+    script_engine = create_script_engine()
+    matches = {}
+    for size, band, cost in itertools.product((*SIZES, "huge"), (*RISKS, "severe"), (-1, 0, 0.001, 5000)):
+        data = {"size": size, "risk_band": band, "cost_change": cost}
+        task = SimpleNamespace(data=data, workflow=SimpleNamespace(script_engine=script_engine))
+        matches[size, band, cost] = [rule.id for rule in rules.decide(task)]
+    assert {key: ids for key, ids in matches.items() if len(ids) != 1} == {}
+    assert matches["small", "medium", 0] == ["r_small_low_same_cost"]
+    assert matches["medium", "high", 0.001] == ["r_small_risky_more_cost"]
+    assert matches["large", "low", -1] == ["r_large_same_cost"]
+    assert matches["huge", "severe", 5000] == ["r_large_more_cost"]  # unknown values: the careful route
+
+
+def expected_route(size: str, band: str) -> str:
+    return "pm_and_sponsor" if size == "large" or band in ("high", "critical") else "pm_only"
+
+
+@pytest.mark.parametrize(("size", "band", "cost_change"), list(itertools.product(SIZES, RISKS, COSTS)))
+def test_route_at_every_boundary(changes, size, band, cost_change):
+    instance = assessed(changes, size, band, cost_change)
+    data = instance["data"]
+    assert data["risk_band"] == band
+    route = expected_route(size, band)
+    assert (data["route"], data["client_signoff"]) == (route, cost_change > 0)
+    groups = {element: task["candidate_group"] for element, task in open_tasks(instance).items()}
+    if route == "pm_only":
+        assert groups == {"pm_approval": "project_manager"}
+    else:
+        assert groups == {"pm_approval_joint": "project_manager", "sponsor_approval": "sponsor"}
+    decisions = [e["data"]["taken"] for e in changes.history(instance["id"]) if e["element_id"] == "gw_route"]
+    assert decisions == [["pm_approval"] if route == "pm_only" else ["split_approvals"]]
+
+
+# -- approvals, project update and e-mail ----------------------------------------------------------
+def test_approved_change_updates_the_project_and_emails_the_client(changes, smtp):
+    instance = assessed(changes, "small", "low", cost_change=1500)
+    instance = decide(changes, instance, "pm_approval", "pat", {"approved": True})
+    client = only_task(instance)
+    assert (client["element_id"], client["candidate_group"]) == ("client_signoff_task", "client")
+    assert smtp.envelopes == []
+    instance = decide(changes, instance, "client_signoff_task", "casey", {"client_approved": True})
+    after, mail, body = delivered(changes, instance, smtp)
+    data = after["data"]
+    assert data["project_updated"] is True and "rejection_reason" not in data
+    assert data["project"] == {
+        "name": "Apollo",
+        "scope": ["Client portal", "One more page: FAQ"],
+        "budget": 51500,
+        "duration_days": 92,
+        "end_date": "2030-03-03",
+        "changes": [
+            {
+                "title": "Add a FAQ page",
+                "scope": "One more page: FAQ",
+                "timeline_days": 2,
+                "cost_change": 1500,
+                "size": "small",
+                "risk_band": "low",
+                "route": "pm_only",
+            }
+        ],
+    }
+    assert mail["Subject"] == "Change request approved: Add a FAQ page (Apollo)"
+    assert 'your change request "Add a FAQ page" on Apollo has been approved' in body
+    assert "(by the project manager, the client)" in body
+    assert "Timeline: +2 day(s); the project now ends on 2030-03-03\n" in body
+    assert "Cost: 1500; the budget is now 51500\n" in body
+    assert ended_at(changes, instance["id"]) == ["end_approved"]
+
+
+def test_large_change_opens_pm_and_sponsor_approval_at_once_and_the_join_waits(changes, smtp):
+    instance = assessed(changes, "large", "low", cost_change=0)
+    instance = decide(changes, instance, "sponsor_approval", "sam", {"sponsor_approved": True})
     assert list(open_tasks(instance)) == ["pm_approval_joint"]  # the join waits for the PM
-    done = approve(changes, instance, "pm_approval_joint", "pat", {"approved": True})
-    assert done["status"] == "completed"
-    assert done["data"]["project_updated"] is True
+    instance = decide(changes, instance, "pm_approval_joint", "pat", {"approved": True})
+    after, mail, body = delivered(changes, instance, smtp)
+    assert after["data"]["project"]["budget"] == 50000  # no cost change
+    assert "(by the project manager, the sponsor)" in body
+
+
+def test_pm_rejection_emails_the_reason_and_leaves_the_project_alone(changes, smtp):
+    instance = assessed(changes, cost_change=100)
+    with pytest.raises(FormValidationError):  # a rejection needs a reason
+        decide(changes, instance, "pm_approval", "pat", {"approved": False})
+    instance = decide(changes, instance, "pm_approval", "pat", {"approved": False, "reason": "Out of budget"})
+    after, mail, body = delivered(changes, instance, smtp)  # the client was not asked to sign off
+    data = after["data"]
+    assert (data["rejected_by"], data["rejection_reason"]) == ("project_manager", "Out of budget")
+    assert data["project"] == PROJECT and "project_updated" not in data
+    assert mail["Subject"] == "Change request rejected: Add a FAQ page (Apollo)"
+    assert "has been rejected by the project manager.\n\nReason: Out of budget\n" in body
+    assert ended_at(changes, instance["id"]) == ["end_rejected"]
+    assert "client_signoff_task" not in [e["element_id"] for e in changes.history(instance["id"])]
 
 
 @pytest.mark.parametrize(
-    ("size", "risk", "route"),
+    ("pm", "sponsor", "rejected_by", "reasons"),
     [
-        ("small", LOW, "pm_only"),
-        ("medium", MEDIUM, "pm_only"),
-        ("small", HIGH, "pm_and_sponsor"),  # boundary: a small change with high risk
-        ("medium", CRITICAL, "pm_and_sponsor"),
-        ("large", LOW, "pm_and_sponsor"),
+        ({"approved": True}, {"sponsor_approved": False, "sponsor_reason": "Not this year"}, "sponsor", 1),
+        ({"approved": False, "reason": "Team is full"}, {"sponsor_approved": True}, "project_manager", 1),
+        (
+            {"approved": False, "reason": "Team is full"},
+            {"sponsor_approved": False, "sponsor_reason": "Not this year"},
+            "project_manager",
+            2,
+        ),
     ],
 )
-def test_route_from_size_and_risk_band(changes, size, risk, route):
-    instance = assessed(changes, size, risk)
-    assert instance["data"]["route"] == route
-    expected = ["pm_approval"] if route == "pm_only" else ["pm_approval_joint", "sponsor_approval"]
-    assert sorted(open_tasks(instance)) == expected
+def test_one_rejection_of_the_parallel_approvals_rejects_the_change(changes, smtp, pm, sponsor, rejected_by, reasons):
+    instance = assessed(changes, "medium", "high", cost_change=100)  # the client is not asked after a rejection
+    instance = decide(changes, instance, "sponsor_approval", "sam", sponsor)
+    instance = decide(changes, instance, "pm_approval_joint", "pat", pm)
+    after, mail, body = delivered(changes, instance, smtp)
+    data = after["data"]
+    given = [{"by": "project_manager", "reason": pm.get("reason")}] if not pm["approved"] else []
+    given += [{"by": "sponsor", "reason": sponsor.get("sponsor_reason")}] if not sponsor["sponsor_approved"] else []
+    assert data["rejections"] == given and len(given) == reasons
+    assert (data["rejected_by"], data["rejection_reason"]) == (rejected_by, given[0]["reason"])
+    assert data["project"] == PROJECT and "project_updated" not in data
+    assert f"has been rejected by the {rejected_by.replace('_', ' ')}.\n\nReason: {given[0]['reason']}\n" in body
+    if reasons == 2:
+        assert "All reasons given:\n  - project manager: Team is full\n  - sponsor: Not this year\n" in body
+    history = changes.history(instance["id"])
+    completed = [(e["element_id"], e["actor"]) for e in history if e["type"] == "task_completed"]
+    assert ("sponsor_approval", "sam") in completed and ("pm_approval_joint", "pat") in completed
+    assert "client_signoff_task" not in [e["element_id"] for e in history]
 
 
-@pytest.mark.parametrize(("cost_change", "signoff"), [(0, False), (-5, False), (1, True), (0.5, True)])
-def test_client_signs_off_only_when_the_cost_goes_up(changes, cost_change, signoff):
-    instance = assessed(changes, "small", LOW, cost_change=cost_change)
-    assert instance["data"]["client_signoff"] is signoff
-    after_pm = approve(changes, instance, "pm_approval", "pat", {"approved": True})
-    if not signoff:
-        assert after_pm["status"] == "completed"
-        return
-    client = open_tasks(after_pm)["client_signoff_task"]
-    assert client["candidate_group"] == "client"
-    done = changes.complete(client["id"], "casey", {"client_approved": True})
-    assert done["status"] == "completed" and done["data"]["project_updated"] is True
-
-
-def test_pm_rejection_records_the_reason(changes):
-    instance = assessed(changes)
-    with pytest.raises(FormValidationError):  # a rejection needs a reason
-        approve(changes, instance, "pm_approval", "pat", {"approved": False})
-    done = approve(changes, instance, "pm_approval", "pat", {"approved": False, "reason": "Out of budget"})
-    assert done["status"] == "completed"
-    assert done["data"]["rejection_reason"] == "Out of budget"
-    assert done["data"]["rejected_by"] == "project_manager"
-    assert "project_updated" not in done["data"]
-
-
-def test_sponsor_rejection_rejects_although_the_pm_approved(changes):
-    instance = assessed(changes, "large", LOW)
-    instance = approve(changes, instance, "pm_approval_joint", "pat", {"approved": True})
-    done = approve(
-        changes, instance, "sponsor_approval", "sam", {"sponsor_approved": False, "sponsor_reason": "Not this year"}
-    )
-    assert done["status"] == "completed"
-    assert done["data"]["rejection_reason"] == "Not this year"
-    assert done["data"]["rejected_by"] == "sponsor"
-    assert "project_updated" not in done["data"]
-
-
-def test_client_rejection_rejects_the_change(changes):
-    instance = assessed(changes, "small", LOW, cost_change=100)
-    instance = approve(changes, instance, "pm_approval", "pat", {"approved": True})
-    done = approve(
+def test_client_rejection_rejects_the_change(changes, smtp):
+    instance = assessed(changes, "small", "low", cost_change=100)
+    instance = decide(changes, instance, "pm_approval", "pat", {"approved": True})
+    with pytest.raises(FormValidationError):  # declining needs a reason
+        decide(changes, instance, "client_signoff_task", "casey", {"client_approved": False})
+    instance = decide(
         changes, instance, "client_signoff_task", "casey", {"client_approved": False, "client_reason": "Too expensive"}
     )
-    assert done["data"]["rejection_reason"] == "Too expensive"
-    assert done["data"]["rejected_by"] == "client"
-    assert "project_updated" not in done["data"]
+    after, _, body = delivered(changes, instance, smtp)
+    assert (after["data"]["rejected_by"], after["data"]["rejection_reason"]) == ("client", "Too expensive")
+    assert "project_updated" not in after["data"]
+    assert "has been rejected by the client.\n\nReason: Too expensive\n" in body
+
+
+def test_the_audit_history_is_the_decision_log(changes, smtp):
+    instance = assessed(changes, "large", "medium", cost_change=10)
+    instance = decide(changes, instance, "pm_approval_joint", "pat", {"approved": True})
+    instance = decide(changes, instance, "sponsor_approval", "sam", {"sponsor_approved": True})
+    instance = decide(changes, instance, "client_signoff_task", "casey", {"client_approved": True})
+    delivered(changes, instance, smtp)
+    history = changes.history(instance["id"])
+    created = [(e["element_id"], e["data"]["candidate_group"]) for e in history if e["type"] == "task_created"]
+    assert created == [
+        ("assess_impact", "project_manager"),
+        ("identify_risks", "project_manager"),
+        ("pm_approval_joint", "project_manager"),
+        ("sponsor_approval", "sponsor"),
+        ("client_signoff_task", "client"),
+    ]
+    decisions = [
+        (e["element_id"], e["actor"], e["data"]["data"])
+        for e in history
+        if e["type"] == "task_completed" and e["element_id"] != "identify_risks"
+    ]
+    assert decisions == [
+        ("assess_impact", "pat", dict(IMPACT, size="large", cost_change=10)),
+        ("pm_approval_joint", "pat", {"approved": True}),
+        ("sponsor_approval", "sam", {"sponsor_approved": True}),
+        ("client_signoff_task", "casey", {"client_approved": True}),
+    ]
+    routed = {e["element_id"]: e["data"]["taken"] for e in history if e["type"] == "gateway_decision"}
+    assert routed["gw_route"] == ["split_approvals"]
+    assert routed["gw_internal"] == ["gw_client"] and routed["gw_client"] == ["client_signoff_task"]
+    activities = [e["element_id"] for e in history if e["type"] == "activity_completed"]
+    assert activities.index("decide_route") < activities.index("update_project") < activities.index("notify_approved")
+    assert history[-1]["type"] == "instance_completed"

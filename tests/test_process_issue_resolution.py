@@ -1,4 +1,10 @@
-"""The shipped issue resolution process: triage, ITIL priority, skill assignment, SLA, reopen."""
+"""The shipped issue resolution process: two ways in, triage, ITIL priority, skill assignment, SLA, reopen.
+
+``issue_resolution`` starts by hand (the client fills "Report issue") or on the message
+``issue_reported`` whose payload is the report (checked, then copied into the process data; the
+report form is skipped). Triage sets impact and urgency; the ``score_priority`` hook turns them
+into the ITIL priority P1-P4 and its target hours.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from engine import timers
-from engine.errors import Conflict, FormValidationError
+from engine.errors import Conflict, FormValidationError, NotFound
+from engine.schema import message_subscriptions
+from tests.conftest import only_task
 
 PROCESSES = Path(__file__).resolve().parent.parent / "processes"
 REPORT = {
@@ -31,16 +40,27 @@ def open_tasks(engine, instance_id: int) -> dict:
     return {t["element_id"]: t for t in engine.get_instance(instance_id)["tasks"]}
 
 
-def triaged(engine, impact="high", urgency="high", **data) -> int:
-    """Start an instance, report and triage it; returns the instance id (resolve task open)."""
+def reported(engine, **data) -> int:
+    """Start an instance by hand and fill the report form; returns the instance id (triage open)."""
     instance = engine.start("issue_resolution", data or None, actor="casey")
     report = open_tasks(engine, instance["id"])["report_issue"]
     assert report["candidate_group"] == "client"
     engine.complete(report["id"], "casey", REPORT)
-    triage = open_tasks(engine, instance["id"])["triage"]
+    return instance["id"]
+
+
+def reported_by_message(engine, payload=REPORT) -> dict:
+    [instance] = engine.correlate_message("issue_reported", payload, actor="casey")
+    return instance
+
+
+def triaged(engine, impact="high", urgency="high", instance_id=None, **data) -> int:
+    """Report (by hand unless ``instance_id`` is given) and triage; returns the instance id (resolve task open)."""
+    instance_id = instance_id or reported(engine, **data)
+    triage = open_tasks(engine, instance_id)["triage"]
     assert triage["candidate_group"] == "project_manager"
     engine.complete(triage["id"], "pat", {"impact": impact, "urgency": urgency, "required_skills": "support"})
-    return instance["id"]
+    return instance_id
 
 
 def resolve_and_verify(engine, instance_id: int, fixed: str) -> dict:
@@ -52,12 +72,23 @@ def resolve_and_verify(engine, instance_id: int, fixed: str) -> dict:
     return engine.complete(verify["id"], "casey", data)
 
 
+def subscription_count(engine) -> int:
+    with engine.db.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(message_subscriptions)).scalar()
+
+
+# the whole ITIL matrix: every step of impact or urgency crosses a priority boundary
 @pytest.mark.parametrize(
     ("impact", "urgency", "priority", "sla"),
     [
         ("high", "high", "P1", "PT4H"),
+        ("high", "medium", "P2", "PT8H"),
         ("medium", "high", "P2", "PT8H"),
+        ("high", "low", "P3", "PT24H"),
+        ("medium", "medium", "P3", "PT24H"),
         ("low", "high", "P3", "PT24H"),
+        ("medium", "low", "P4", "PT72H"),
+        ("low", "medium", "P4", "PT72H"),
         ("low", "low", "P4", "PT72H"),
     ],
 )
@@ -65,8 +96,111 @@ def test_priority_from_impact_and_urgency(issues, impact, urgency, priority, sla
     instance_id = triaged(issues, impact, urgency)
     data = issues.get_instance(instance_id)["data"]
     assert data["priority"] == priority
+    assert data["target_hours"] == int(sla[2:-1])
     assert data["sla"] == sla
     assert data["reopen_count"] == 0 and "sla_breached" not in data
+
+
+def test_priority_targets_come_from_the_setting(issues, monkeypatch):
+    monkeypatch.setenv("SDF_PRIORITY_TARGET_HOURS", "P1:2,P2:6,P3:12,P4:48")
+    data = issues.get_instance(triaged(issues, "medium", "high"))["data"]
+    assert (data["priority"], data["target_hours"], data["sla"]) == ("P2", 6, "PT6H")
+
+
+# -- two ways in -----------------------------------------------------------------------------------
+def test_a_message_starts_the_issue_with_the_report_and_skips_the_form(issues):
+    payload = dict(REPORT, source="monitoring", external_id="ALERT-7")
+    instance = reported_by_message(issues, payload)
+    assert instance["process_id"] == "issue_resolution" and instance["started_by"] == "casey"
+    triage = only_task(instance)
+    assert (triage["element_id"], triage["candidate_group"]) == ("triage", "project_manager")
+    data = instance["data"]
+    assert {k: data[k] for k in REPORT} == REPORT
+    assert data["report"] == payload  # the message as received, extra keys included
+    history = issues.history(instance["id"])
+    assert [e["type"] for e in history][:2] == ["instance_started", "message_correlated"]
+    assert "report_issue" not in [e["element_id"] for e in history]
+    assert "check_report" in [e["element_id"] for e in history if e["type"] == "activity_completed"]
+    assert subscription_count(issues) == 0
+
+
+def test_every_message_reports_a_new_issue(issues):
+    first = reported_by_message(issues)
+    second = reported_by_message(issues, dict(REPORT, title="Export is empty"))
+    assert first["id"] != second["id"]
+    assert [t["element_id"] for t in issues.list_tasks(candidate_group="project_manager")] == ["triage", "triage"]
+
+
+@pytest.mark.parametrize(
+    ("change", "problems"),
+    [
+        ({"title": "  "}, "title: a text of at least 3 characters is required"),
+        ({"affected_area": 42}, "affected_area: a text of at least 2 characters is required"),
+        ({"description": "x" * 5001}, "description: at most 5000 characters"),
+        ({"reporter_email": "casey at client"}, "reporter_email: an e-mail address is required"),
+        (
+            {"title": None, "reporter_email": "@client.example"},
+            "title: a text of at least 3 characters is required; reporter_email: an e-mail address is required",
+        ),
+    ],
+)
+def test_a_bad_report_stops_with_an_incident_naming_every_problem(issues, change, problems):
+    instance = reported_by_message(issues, dict(REPORT, **change))
+    assert instance["status"] == "error" and instance["tasks"] == []
+    [incident] = instance["incidents"]
+    assert incident["element_id"] == "check_report"
+    assert incident["message"] == f"ValueError: message issue_reported: {problems}"
+
+
+def test_a_bad_report_is_fixed_by_retrying_with_the_corrected_report(issues):
+    instance = reported_by_message(issues, {k: v for k, v in REPORT.items() if k != "reporter_email"})
+    [incident] = instance["incidents"]
+    fixed = issues.retry_incident(incident["id"], actor="root", data={"report": REPORT})
+    assert fixed["status"] == "running" and fixed["data"]["reporter_email"] == REPORT["reporter_email"]
+    assert only_task(fixed)["element_id"] == "triage"
+
+
+def test_an_unknown_message_name_is_a_clear_error(issues):
+    with pytest.raises(NotFound) as info:
+        issues.correlate_message("issue_report", REPORT)
+    assert "no instance waits for message 'issue_report'" in info.value.message
+    assert issues.list_instances(process_id="issue_resolution") == []
+
+
+def test_by_hand_the_client_fills_the_report_form_and_no_message_is_awaited(issues):
+    instance = issues.start("issue_resolution", actor="casey")
+    report = only_task(instance)
+    assert (report["element_id"], report["title"], report["candidate_group"]) == (
+        "report_issue",
+        "Report issue",
+        "client",
+    )
+    with pytest.raises(FormValidationError) as info:
+        issues.complete(report["id"], "casey", dict(REPORT, reporter_email="casey"))
+    assert {e["field"] for e in info.value.errors} == {"reporter_email"}
+    assert subscription_count(issues) == 0
+    assert reported_by_message(issues)["id"] != instance["id"]  # a message starts a new issue
+
+
+def test_a_reported_issue_goes_round_the_reopen_loop_and_closes(issues):
+    instance_id = triaged(issues, "low", "high", instance_id=reported_by_message(issues)["id"])
+    assert issues.get_instance(instance_id)["data"]["priority"] == "P3"
+    for round_ in (1, 2):
+        after = resolve_and_verify(issues, instance_id, "no")
+        assert after["data"]["reopen_count"] == round_
+        resolve = only_task(after)
+        assert (resolve["element_id"], resolve["assignee"]) == ("resolve_issue", "eve")
+    resolve_and_verify(issues, instance_id, "yes")
+    prevention = open_tasks(issues, instance_id)["record_prevention"]
+    done = issues.complete(prevention["id"], "eve", {"prevention": "Alert on certificate expiry."})
+    assert done["status"] == "completed" and done["data"]["reopen_count"] == 2
+    history = issues.history(instance_id)
+    created = [(e["element_id"], e["data"]["candidate_group"]) for e in history if e["type"] == "task_created"]
+    assert created == [
+        ("triage", "project_manager"),
+        *[("resolve_issue", "engineer"), ("verify_fix", "client")] * 3,
+        ("record_prevention", "engineer"),
+    ]
 
 
 def test_happy_path_assigns_the_skilled_engineer_and_closes(issues):
