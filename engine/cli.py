@@ -117,19 +117,37 @@ def show_settings():
 # -- definitions -------------------------------------------------------------------------------
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too.")
 @json_option
 @engine_command(needs_schema=False)
-def validate(engine, paths, as_json):
-    """Check BPMN/DMN/form files without deploying them."""
+def validate(engine, paths, strict, as_json):
+    """Check BPMN/DMN/form files without deploying them; print warnings about what runs but
+    will probably surprise its users (a task nobody sees, a gateway without default...)."""
     try:
         compiled = engine.validate(paths)
     except DefinitionInvalid as exc:
         if as_json:
-            emit({"valid": False, "problems": [str(p) for p in exc.problems]}, True)
+            emit({"valid": False, "problems": [str(p) for p in exc.problems], "warnings": []}, True)
             sys.exit(EXIT_FAILURE)
         raise
+    found = [str(w) for w in engine.warnings(paths)]
     processes = [c.process_id for c in compiled]
-    emit({"valid": True, "processes": processes}, as_json, f"ok: {len(processes)} process(es): " + ", ".join(processes))
+    if as_json:
+        emit({"valid": not (strict and found), "processes": processes, "warnings": found}, True)
+    else:
+        print_warnings(found)
+        emit(None, False, f"ok: {len(processes)} process(es): " + ", ".join(processes) + _warned(found))
+    if strict and found:
+        sys.exit(EXIT_FAILURE)
+
+
+def print_warnings(found: list[str]) -> None:
+    for warning in found:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _warned(found: list[str]) -> str:
+    return f" ({len(found)} warning(s))" if found else ""
 
 
 @cli.command()
@@ -140,6 +158,7 @@ def validate(engine, paths, as_json):
 def deploy(engine, paths, actor, as_json):
     """Deploy BPMN/DMN/form files or folders; unchanged processes keep their version."""
     results = engine.deploy(paths, deployed_by=actor, by_user=True)
+    print_warnings([str(w) for w in engine.warnings(paths)])  # on stderr: --json output stays clean
     emit(
         [r.to_dict() for r in results],
         as_json,
@@ -147,6 +166,26 @@ def deploy(engine, paths, actor, as_json):
             f"{r.process_id}: version {r.version}" + ("" if r.created else " (unchanged)") for r in results
         ),
     )
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the SVG to this file (default: stdout).")
+def diagram(path, output):
+    """Draw the diagram of a BPMN file as SVG, from the layout its modeler saved."""
+    from .diagram import render_svg
+
+    try:
+        svg = render_svg(path)
+        if output is None:
+            click.echo(svg, nl=False)
+            return
+        with open(output, "w", encoding="utf-8") as out:
+            out.write(svg)
+    except SdfError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(InvalidInput(f"{output}: cannot write the file: {exc.strerror or exc}"))
 
 
 @cli.command()

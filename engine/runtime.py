@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
-from . import inbox, instances, parsing, timeclock, users
+from . import inbox, instances, lint, parsing, timeclock, users
 from .db import Database
 from .definitions import DefinitionStore, DeployResult
 from .errors import ConfigurationError, NotFound
@@ -129,6 +129,10 @@ class Engine:
     # -- definitions ----------------------------------------------------------------------
     def validate(self, paths: Iterable[str | Path]) -> list[parsing.CompiledProcess]:
         return self.definitions.compile(parsing.collect_files(paths), operators=self.operators.names())
+
+    def warnings(self, paths: Iterable[str | Path]) -> list:
+        """What would deploy and run but probably surprise its users (see :mod:`engine.lint`)."""
+        return lint.warnings(parsing.collect_files(paths))
 
     def deploy(
         self, paths: Iterable[str | Path], deployed_by: str | None = None, *, by_user: bool = False
