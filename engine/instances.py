@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from SpiffWorkflow.bpmn.specs.event_definitions.simple import NoneEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
@@ -27,6 +29,7 @@ def start(
             engine.require_user(conn, actor)
         definition = engine.definitions.latest(conn, process_id)
         workflow = BpmnWorkflow(definition.spec, definition.subprocess_specs, script_engine=engine.script_engine)
+        _prepare_hand_start(definition, workflow)
         start_task = workflow.get_next_task(state=TaskState.READY)
         start_task.data.update(data or {})
         tr = Transition(engine, conn, transitions.new_row(business_key), definition, workflow, actor, engine.clock())
@@ -41,6 +44,28 @@ def start(
         )
         tr.run_engine()
         return transitions.save_new_instance(tr)
+
+
+def _prepare_hand_start(definition, workflow) -> None:
+    """A start by hand needs a plain start event. A process that only starts on a schedule runs
+    now (its timer start event counts as fired: "run the weekly report now"); one that only
+    starts by a message is refused, naming the message (else the instance would sit waiting and
+    take the next such message, which should start an instance of its own)."""
+    from . import messages, start_timers  # both import transitions, which this module imports too
+
+    starts = list(getattr(definition.spec, "bpmn_start_events", []))
+    if not starts or any(type(s.event_definition) is NoneEventDefinition for s in starts):
+        return
+    timers = [s for s in starts if isinstance(s.event_definition, TimerEventDefinition)]
+    if timers:
+        start_timers.pass_start_timer(workflow, timers[0].bpmn_id)
+        return
+    names = sorted({part.name for s in starts for part in messages.message_parts(s.event_definition)})
+    if names:
+        raise InvalidInput(
+            f"process {definition.process_id!r} starts by message ({', '.join(names)}), not by hand: "
+            f"send the message instead (sdf message {names[0]} --data JSON)"
+        )
 
 
 def change(engine, instance_id: int, actor: str | None, apply, *, allow=None, conn=None, actor_known=False) -> dict:

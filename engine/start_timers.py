@@ -305,12 +305,12 @@ def start_instance(engine, conn, definition, element_id: str, due: datetime, now
     wall clock (not the engine's) and, for a cycle, it predicts no path after the start
     event at all, adding one path per occurrence while the start event keeps waiting, i.e. a
     cycle would run the body again and again inside ONE instance. So the start event is marked
-    as fired before the first engine step (see :func:`_pass_start_timer`): it becomes READY as
+    as fired before the first engine step (see :func:`pass_start_timer`): it becomes READY as
     soon as the root task completes, runs like a none start event, and the instance goes on
     to its first wait state in this same transition.
     """
     workflow = BpmnWorkflow(definition.spec, definition.subprocess_specs, script_engine=engine.script_engine)
-    _pass_start_timer(workflow, element_id)
+    pass_start_timer(workflow, element_id)
     tr = transitions.Transition(engine, conn, transitions.new_row(None), definition, workflow, ENGINE_ACTOR, now)
     tr.record(
         EventType.INSTANCE_STARTED,
@@ -328,7 +328,7 @@ def start_instance(engine, conn, definition, element_id: str, due: datetime, now
     return transitions.save_new_instance(tr)["id"]
 
 
-def _pass_start_timer(workflow, element_id: str) -> None:
+def pass_start_timer(workflow, element_id: str) -> None:
     """Make the timer start event ``element_id`` count as fired, before the workflow first runs.
 
     ``CatchingEvent._update_hook`` returns at once when ``event_fired`` is set, so the event

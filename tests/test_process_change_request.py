@@ -22,7 +22,7 @@ from SpiffWorkflow.dmn.engine.DMNEngine import DMNEngine
 from SpiffWorkflow.dmn.parser.BpmnDmnParser import BpmnDmnParser
 
 from engine import jobs
-from engine.errors import FormValidationError, NotFound
+from engine.errors import FormValidationError, InvalidInput, NotFound
 from engine.schema import instances, message_subscriptions
 from engine.scripting import create_script_engine
 from tests.conftest import BPMN, only_task
@@ -197,17 +197,15 @@ def test_by_hand_the_start_data_is_kept_and_updated_on_approval(changes, smtp):
     assert mail["Subject"] == "Change request approved: Add a FAQ page (Apollo)"
 
 
-def test_by_hand_start_of_a_process_that_only_starts_by_message_waits_for_the_message(team):
-    """engine.start on a process whose only start event catches a message does not refuse: the
-    instance waits (no task) for that message, and the next such message goes to it instead of
-    starting a new instance. That is why change_request has a plain start event as well."""
+def test_by_hand_start_of_a_process_that_only_starts_by_message_is_refused(team):
+    """A process whose only start event catches a message cannot be started by hand: the instance
+    would wait and swallow the next message, which should start an instance of its own."""
     team.deploy([BPMN / "change_request_msg.bpmn"])
-    waiting = team.start("change_request_msg", {"title": "by hand"}, actor="pat")
-    assert waiting["status"] == "waiting" and waiting["tasks"] == []
-    assert subscription_count(team) == 1
+    with pytest.raises(InvalidInput) as info:
+        team.start("change_request_msg", {"title": "by hand"}, actor="pat")
+    assert "starts by message (change_submitted), not by hand" in str(info.value)
+    assert team.list_instances() == [] and subscription_count(team) == 0
     [instance] = team.correlate_message("change_submitted", {"title": "by message"}, actor="casey")
-    assert instance["id"] == waiting["id"]
-    assert instance["data"]["title"] == "by message"
     assert only_task(instance)["element_id"] == "assess_change"
 
 

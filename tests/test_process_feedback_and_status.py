@@ -203,3 +203,12 @@ def test_rework_then_approval_emails_the_rendered_report(reports, smtp):
     after = reports.get_instance(instance["id"])
     assert after["status"] == "completed"
     assert after["data"]["report_delivery"]["delivered"] is True
+
+
+def test_a_scheduled_report_can_also_be_run_now_by_hand(reports):
+    """A process that starts on a timer, started by hand, runs at once (the timer start event
+    counts as fired) instead of waiting for the schedule."""
+    instance = reports.start("status_report", {"project": "Apollo"}, actor="pat")
+    task = only_task(instance)
+    assert (task["element_id"], task["candidate_group"]) == ("gather", "project_manager")
+    assert timers.waiting_timers(reports) == []
