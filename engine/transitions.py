@@ -172,11 +172,13 @@ class Transition:
         spec = task.task_spec
         if spec.manual or not getattr(spec, "bpmn_id", None):
             return
-        if len(spec.outputs) > 1:
+        # a split between BPMN elements (SpiffWorkflow's helper specs, such as the join after
+        # several start events, have no bpmn_id and are not a decision anyone made)
+        if sum(1 for output in spec.outputs if output.bpmn_id) > 1:
             taken = [
                 c.task_spec.bpmn_id
                 for c in task.children
-                if c.has_state(TaskState.DEFINITE_MASK | TaskState.FINISHED_MASK)
+                if c.task_spec.bpmn_id and c.has_state(TaskState.DEFINITE_MASK | TaskState.FINISHED_MASK)
             ]
             self.record(EventType.GATEWAY_DECISION, element_id=spec.bpmn_id, data={"taken": taken}, actor="engine")
         elif spec.bpmn_name or type(spec).__name__ in _ACTIVITY_SPECS:

@@ -396,6 +396,10 @@ def test_the_audit_history_is_the_decision_log(changes, smtp):
     ]
     routed = {e["element_id"]: e["data"]["taken"] for e in history if e["type"] == "gateway_decision"}
     assert routed["gw_route"] == ["split_approvals"]
+    assert all(None not in taken for taken in routed.values())
+    assert not [
+        element for element in routed if element.startswith(("change_", "start"))
+    ]  # start events decide nothing
     assert routed["gw_internal"] == ["gw_client"] and routed["gw_client"] == ["client_signoff_task"]
     activities = [e["element_id"] for e in history if e["type"] == "activity_completed"]
     assert activities.index("decide_route") < activities.index("update_project") < activities.index("notify_approved")
