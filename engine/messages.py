@@ -38,9 +38,9 @@ from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
 from SpiffWorkflow.util.task import TaskState
 
-from . import jsonutil
+from . import forms, jsonutil
 from .audit import EventType
-from .errors import Conflict, InvalidInput, NotFound
+from .errors import Conflict, FormValidationError, InvalidInput, NotFound
 from .schema import definitions, message_subscriptions
 from .status import InstanceStatus
 
@@ -207,6 +207,7 @@ def deliver(tr, name: str, payload: dict, correlation: dict) -> None:
     if not catchers:
         where = f"instance {tr.instance_id}" if tr.instance_id is not None else "the new instance"
         raise Conflict(f"{where} no longer waits for message {name!r}", instance_id=tr.instance_id)
+    _check_payload_forms(tr, name, catchers, payload)
     sent = _payload_to_send(name, catchers, payload, correlation)
     event = BpmnEvent(
         MessageEventDefinition(name), payload=sent, correlations=_event_correlations(tr, name, catchers, sent)
@@ -222,6 +223,19 @@ def deliver(tr, name: str, payload: dict, correlation: dict) -> None:
         data={"name": name, "payload": payload, "correlation": correlation},
     )
     tr.run_engine()
+
+
+def _check_payload_forms(tr, name: str, catchers: list[tuple], payload: dict) -> None:
+    """A catch event with a form (``formJsonSchemaFilename``, as on a user task) accepts only a
+    payload that matches it: a bad one is refused field by field and nothing is created or
+    changed (the transaction rolls back), instead of an instance that stops on bad data."""
+    for task, _definition in catchers:
+        form = (getattr(task.task_spec, "extensions", None) or {}).get("properties", {}).get("formJsonSchemaFilename")
+        if form:
+            try:
+                forms.check(tr.definition.form_validator(form), payload, form)
+            except FormValidationError as exc:
+                raise FormValidationError(f"message {name!r}: {exc.message}", exc.errors) from exc
 
 
 def _catchers(workflow, name: str) -> list[tuple]:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from engine.cli import cli
-from engine.errors import InvalidInput, InvalidState, NotFound
+from engine.errors import FormValidationError, InvalidInput, InvalidState, NotFound
 from engine.schema import events, instances, message_subscriptions
 from tests.conftest import BPMN, only_task
 
@@ -190,3 +190,58 @@ def test_cli_message_errors_are_one_line_and_exit_1(msgs, database_url, correlat
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), lines
     assert snapshot(msgs) == before
+
+
+# -- payloads checked against a form on the catch event -------------------------------------------
+PAYLOAD_FORM = {
+    "type": "object",
+    "required": ["title"],
+    "properties": {"title": {"type": "string", "minLength": 3}, "pages": {"type": "integer", "minimum": 1}},
+}
+WITH_FORM = (
+    "<bpmn:extensionElements><spiffworkflow:properties>"
+    '<spiffworkflow:property name="formJsonSchemaFilename" value="forms/payload.json" />'
+    "</spiffworkflow:properties></bpmn:extensionElements>"
+)
+
+
+def with_payload_forms(tmp_path):
+    """The two message fixtures, each catch event given the form forms/payload.json."""
+    (tmp_path / "forms").mkdir()
+    (tmp_path / "forms" / "payload.json").write_text(json.dumps(PAYLOAD_FORM))
+    start = (BPMN / "change_request_msg.bpmn").read_text()
+    start = start.replace('name="Change submitted">', 'name="Change submitted">' + WITH_FORM)
+    start = start.replace(
+        "<bpmn:definitions ", '<bpmn:definitions xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" '
+    )
+    (tmp_path / "start.bpmn").write_text(start)
+    reply = (BPMN / "client_reply.bpmn").read_text()
+    reply = reply.replace('name="Client replied">', 'name="Client replied">' + WITH_FORM)
+    (tmp_path / "reply.bpmn").write_text(reply)
+    return [tmp_path]
+
+
+def test_a_message_start_event_with_a_form_refuses_a_bad_payload_and_creates_nothing(team, tmp_path):
+    team.deploy(with_payload_forms(tmp_path))
+    before = snapshot(team)
+    with pytest.raises(FormValidationError) as info:
+        team.correlate_message("change_submitted", {"title": "x", "pages": 0}, actor="casey")
+    assert str(info.value).startswith(
+        "message 'change_submitted': submitted data does not match form forms/payload.json"
+    )
+    assert {e["field"] for e in info.value.errors} == {"title", "pages"}
+    assert snapshot(team) == before and team.list_instances() == []
+    [instance] = team.correlate_message("change_submitted", {"title": "New FAQ", "pages": 2}, actor="casey")
+    assert instance["data"]["title"] == "New FAQ"
+
+
+def test_a_waiting_catch_event_with_a_form_refuses_a_bad_payload_and_keeps_waiting(team, tmp_path):
+    team.deploy(with_payload_forms(tmp_path))
+    waiting = team.start("await_reply", {"project_id": "P-1"}, actor="pat")
+    before = snapshot(team)
+    with pytest.raises(FormValidationError):
+        team.correlate_message("client_reply", {"project_id": "P-1", "pages": "many"}, actor="casey")
+    assert snapshot(team) == before
+    assert team.get_instance(waiting["id"])["status"] == "waiting"
+    [after] = team.correlate_message("client_reply", {"project_id": "P-1", "title": "Looks good"}, actor="casey")
+    assert only_task(after)["element_id"] == "review_reply"
