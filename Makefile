@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 TEST_STAMP := $(VENV)/.test-plugin-installed
 
-.PHONY: run test setup lint bench clean
+.PHONY: run test setup lint bench clean diagrams
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ lint: setup
 
 bench: setup
 	$(BIN)/sdf bench --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+diagrams: setup  ## draw docs/diagrams/<name>.svg for every processes/*.bpmn (tests compare them with the BPMN)
+	mkdir -p docs/diagrams
+	rm -f docs/diagrams/*.svg
+	for f in processes/*.bpmn; do \
+		$(BIN)/sdf diagram "$$f" -o "docs/diagrams/$$(basename "$$f" .bpmn).svg" || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) sdf.db sdf.db-wal sdf.db-shm
