@@ -141,20 +141,15 @@ def test_every_message_starts_its_own_instance(changes):
     ]
 
 
-def test_a_bad_payload_stops_with_an_incident_naming_every_problem_then_retry_fixes_it(changes):
-    bad = {"description": "x", "client_email": "not an address", "project": "Apollo"}
-    instance = submitted(changes, bad)
-    assert instance["status"] == "error" and instance["tasks"] == []
-    [incident] = instance["incidents"]
-    assert incident["element_id"] == "check_change"
-    assert incident["message"] == (
-        "ValueError: message change_submitted: title: a text of at least 3 characters is required; "
-        "description: a text of at least 3 characters is required; "
-        "client_email: an e-mail address is required; project: must be an object"
-    )
-    fixed = changes.retry_incident(incident["id"], actor="root", data={"change": PAYLOAD})
-    assert fixed["status"] == "running" and fixed["data"]["title"] == PAYLOAD["title"]
-    assert only_task(fixed)["element_id"] == "assess_impact"
+def test_a_bad_payload_is_refused_field_by_field_and_creates_nothing(changes):
+    """The message start event carries the same form as the by-hand "Describe the change"."""
+    bad = {"title": "x", "description": "x", "client_email": "not an address", "project": "Apollo"}
+    with pytest.raises(FormValidationError) as info:
+        changes.correlate_message("change_submitted", bad, actor="casey")
+    assert info.value.message.startswith("message 'change_submitted': submitted data does not match form")
+    assert {e["field"] for e in info.value.errors} == {"title", "description", "client_email", "project"}
+    assert changes.list_instances(process_id="change_request") == []
+    assert submitted(changes)["data"]["title"] == PAYLOAD["title"]  # the corrected message starts it
 
 
 def test_an_unknown_message_name_is_a_clear_error_and_starts_nothing(changes):
