@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "plugins.http",
     "plugins.notify",
     "plugins.rq_queue",
+    "plugins.calendar",
 )
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LIFECYCLE_HOOKS = ("instance_started", "instance_completed", "task_created", "task_completed", "incident_raised")

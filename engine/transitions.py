@@ -19,9 +19,11 @@ from datetime import datetime
 from threading import Lock
 
 import sqlalchemy as sa
+from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.util.task import TaskState
 
 from . import assignment, audit, fastsql, humantasks, jsonutil, messages, outbox, servicetasks
@@ -172,13 +174,13 @@ class Transition:
         spec = task.task_spec
         if spec.manual or not getattr(spec, "bpmn_id", None):
             return
-        # a split between BPMN elements (SpiffWorkflow's helper specs, such as the join after
-        # several start events, have no bpmn_id and are not a decision anyone made)
-        if sum(1 for output in spec.outputs if output.bpmn_id) > 1:
+        # a split between BPMN elements (SpiffWorkflow's helper specs stand for the element they
+        # wrap, or for none: the join after several start events is not a decision anyone made)
+        if sum(1 for output in spec.outputs if _element_id(output)) > 1:
             taken = [
-                c.task_spec.bpmn_id
+                _element_id(c.task_spec)
                 for c in task.children
-                if c.task_spec.bpmn_id and c.has_state(TaskState.DEFINITE_MASK | TaskState.FINISHED_MASK)
+                if _element_id(c.task_spec) and c.has_state(TaskState.DEFINITE_MASK | TaskState.FINISHED_MASK)
             ]
             self.record(EventType.GATEWAY_DECISION, element_id=spec.bpmn_id, data={"taken": taken}, actor="engine")
         elif spec.bpmn_name or type(spec).__name__ in _ACTIVITY_SPECS:
@@ -188,6 +190,16 @@ class Transition:
                 data={"type": type(spec).__name__},
                 actor="engine",
             )
+
+
+def _element_id(spec) -> str | None:
+    """The BPMN element a task spec stands for: its own id, or for the split SpiffWorkflow puts
+    in front of an activity with boundary events, that activity's."""
+    if spec.bpmn_id:
+        return spec.bpmn_id
+    if isinstance(spec, BoundaryEventSplit):
+        return next((o.bpmn_id for o in spec.outputs if not isinstance(o, BoundaryEvent)), None)
+    return None
 
 
 _ACTIVITY_SPECS = {"ScriptTask", "ServiceTask", "BusinessRuleTask", "CallActivity", "SubWorkflowTask"}

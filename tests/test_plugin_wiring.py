@@ -229,4 +229,5 @@ def test_plugins_command_lists_built_ins(sqlite_url):
     rows = {p["name"]: p for p in ok_json(sqlite_url, "plugins")}
     assert rows["plugins.http"]["operators"] == ["http_request"]
     assert rows["plugins.assignment"]["hooks"] == ["choose_assignee"]
+    assert rows["plugins.calendar"]["hooks"] == ["register_script_functions"]
     assert all(p["builtin"] for name, p in rows.items() if name.startswith("plugins."))
