@@ -150,10 +150,11 @@ def _failure(kind: str, message: str, task=None, line: int | None = None) -> Fai
 
 
 def _original(exc: BaseException) -> BaseException:
-    """Follow __cause__/__context__ to the error that started it (the library hides it there)."""
+    """Follow __cause__/__context__ to the error that started it (the library hides it there),
+    but not past an error raised ``from None`` (its author chose the message to show)."""
     seen = exc
     while True:
-        inner = seen.__cause__ or seen.__context__
+        inner = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
         if inner is None or inner is seen:
             return seen
         seen = inner

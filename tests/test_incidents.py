@@ -28,6 +28,18 @@ def test_failing_script_raises_an_incident_with_task_line_and_message(team, tmp_
     assert team.history(instance["id"])[-2]["type"] in ("task_completed", "incident_raised")
 
 
+def test_an_error_raised_from_none_keeps_the_message_its_author_chose(team, tmp_path):
+    script = (
+        "try:\n"
+        "    amount = 100 / divisor\n"
+        "except ZeroDivisionError:\n"
+        "    raise ValueError('the divisor must not be zero') from None\n"
+    )
+    [incident] = deploy_script(team, tmp_path, script)["incidents"]
+    assert incident["message"] == "ValueError: the divisor must not be zero"
+    assert incident["line"] == 4
+
+
 def test_retry_with_corrected_data_continues_the_instance(team, tmp_path):
     instance = deploy_script(team, tmp_path, "c = 10 / divisor\n")
     incident = instance["incidents"][0]
