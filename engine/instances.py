@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from SpiffWorkflow.bpmn.specs.event_definitions.simple import NoneEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
@@ -141,6 +142,8 @@ def retry_incident(engine, incident_id: int, actor: str | None = None, data: dic
         for task in failed:
             if data and (incident.spiff_task_id is None or str(task.id) == incident.spiff_task_id):
                 task.data.update(data)
+                if isinstance(task.task_spec, CatchingEvent) and task.parent is not None:
+                    task.parent.data.update(data)  # an event takes its data from its parent again
             try:
                 _rerun(task, phase if str(task.id) == incident.spiff_task_id else "")
             except Exception as exc:  # noqa: BLE001 - failing again is a new incident
@@ -154,12 +157,17 @@ def retry_incident(engine, incident_id: int, actor: str | None = None, data: dic
 def _rerun(task, phase: str) -> None:
     """Put a failed task back where it failed.
 
-    A failed pre-script runs again before the task opens; a failed post-script (the person's
-    input was already accepted) completes the task again with its data; anything else is
-    made READY and runs in the engine's next step.
+    A catching event whose definition failed (a timer value that is not a date or duration)
+    is evaluated again and waits, or fires if it is already due; a failed pre-script runs
+    again before the task opens; a failed post-script (the person's input was already
+    accepted) completes the task again with its data; anything else is made READY and runs in
+    the engine's next step.
     """
     spec = task.task_spec
-    if phase == "pre-script" and getattr(spec, "prescript", None):
+    if isinstance(spec, CatchingEvent):  # its definition (a timer's value) failed: evaluate it again
+        task._set_state(TaskState.FUTURE)
+        spec._update(task)
+    elif phase == "pre-script" and getattr(spec, "prescript", None):
         spec.execute_script(task, spec.prescript)
         task._set_state(TaskState.READY)
     elif phase == "post-script":

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
+from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
 from .compaction import prune_history
@@ -118,6 +120,9 @@ def describe_failure(workflow, exc: BaseException) -> Failure:
     task = getattr(exc, "task", None)
     if task is None:
         task = next((t for t in all_tasks(workflow) if t.state == TaskState.ERROR), None)
+    if task is None:  # e.g. a timer whose value is not a date or duration: found by its hook's frame
+        task = _task_in_traceback(exc)
+    _mark_error(task)  # SpiffWorkflow marks failed scripts, not failed event definitions: retry finds it
     original = _original(exc)
     line = getattr(exc, "line_number", None) or getattr(original, "line", None) or None
     kind = (
@@ -125,12 +130,34 @@ def describe_failure(workflow, exc: BaseException) -> Failure:
         if isinstance(exc, WorkflowTaskException) or isinstance(original, ScriptError)
         else "engine_error"
     )
-    failure = _failure(kind, _message(exc, original), task, line=line)
+    message = _message(exc, original)
+    timer = _timer_expression(task)
+    if timer is not None:
+        message = f"timer {timer!r}: {message}"
+    failure = _failure(kind, message, task, line=line)
     failure.details = _details(exc)
     phase = script_phase(exc)
     if phase:
         failure.details = f"phase: {phase}" + (f"\n{failure.details}" if failure.details else "")
     return failure
+
+
+def _task_in_traceback(exc: BaseException):
+    """The innermost SpiffWorkflow task the failing code worked on (the ``my_task`` argument
+    every task-spec hook takes), for errors that do not name their task."""
+    found = None
+    traceback = exc.__traceback__
+    while traceback is not None:
+        candidate = traceback.tb_frame.f_locals.get("my_task")
+        if isinstance(candidate, Task):
+            found = candidate
+        traceback = traceback.tb_next
+    return found
+
+
+def _timer_expression(task) -> str | None:
+    definition = getattr(getattr(task, "task_spec", None), "event_definition", None)
+    return definition.expression if isinstance(definition, TimerEventDefinition) else None
 
 
 def script_phase(exc: BaseException) -> str | None:

@@ -133,3 +133,47 @@ def test_timers_follow_the_engine_clock_not_the_wall_clock(sla):
     clock.advance(days=3)
     assert timers.fire_due(sla) == 1  # the interrupting breach timer cancels the work
     assert "resolve" not in {t["element_id"] for t in sla.get_instance(instance["id"])["tasks"]}
+
+
+@pytest.mark.parametrize(
+    ("bad", "element", "expression", "fix"),
+    [
+        ({"cool_off": "later"}, "cool_off", "cool_off", {"cool_off": "PT1H"}),  # intermediate timer
+        ({"cool_off": "PT0S", "warn_after": "soon"}, "sla_warning", "warn_after", {"warn_after": "PT1H"}),  # boundary
+    ],
+)
+def test_a_timer_value_that_is_not_a_duration_is_an_incident_and_retry_arms_the_timer(
+    sla, bad, element, expression, fix
+):
+    clock = sla.clock = OffsetClock()
+    instance = sla.start("sla", {**FAST, "breach_after": "P1D", **bad})
+    assert instance["status"] == "error"
+    [incident] = instance["incidents"]
+    assert (incident["element_id"], incident["message"]) == (element, f"timer {expression!r}: Invalid duration")
+    assert "escalation" not in [t["element_id"] for t in instance["tasks"]]  # nothing fired by mistake
+
+    after = sla.retry_incident(incident["id"], "dana", fix)
+    assert after["status"] in ("running", "waiting") and after["incidents"] == []
+    assert "escalation" not in [t["element_id"] for t in after["tasks"]]
+    due = datetime.fromisoformat(
+        next(t["due_at"] for t in timers.waiting_timers(sla) if t["instance_id"] == instance["id"])
+    )
+    assert abs((due - clock()).total_seconds() - 3600) < 60  # armed for one hour from now
+    clock.advance(hours=1, seconds=1)
+    assert timers.fire_due(sla) == 1
+    opened = {t["element_id"] for t in sla.get_instance(instance["id"])["tasks"]}
+    assert opened == ({"resolve"} if element == "cool_off" else {"resolve", "escalation"})
+
+
+def test_a_timer_expression_that_fails_is_an_incident_and_retry_with_the_value_arms_it(team, tmp_path):
+    text = (BPMN / "sla.bpmn").read_text()
+    text = text.replace("<bpmn:timeDuration>cool_off</bpmn:timeDuration>", "<bpmn:timeDate>deadline</bpmn:timeDate>")
+    (tmp_path / "sla.bpmn").write_text(text)
+    team.deploy([tmp_path / "sla.bpmn"])
+    instance = team.start("sla", {"warn_after": "PT1H", "breach_after": "PT2H"})
+    [incident] = instance["incidents"]
+    assert incident["element_id"] == "cool_off"
+    assert incident["message"] == "timer 'deadline': NameError: name 'deadline' is not defined"
+    after = team.retry_incident(incident["id"], "dana", {"deadline": "2030-01-02T03:04:05+00:00"})
+    assert after["status"] == "waiting" and after["incidents"] == []
+    assert [t["due_at"] for t in timers.waiting_timers(team)] == ["2030-01-02T03:04:05+00:00"]
