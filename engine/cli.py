@@ -605,7 +605,12 @@ def _parse_skills(values) -> dict[str, int]:
 def users_list(engine, as_json):
     """List users and their groups."""
     rows = [u.to_dict() for u in engine.list_users()]
-    emit(rows, as_json, lambda rs: "\n".join(f"{u['name']:<16} {', '.join(u['groups'])}" for u in rs) or "no users")
+    emit(rows, as_json, lambda rs: "\n".join(_user_line(u) for u in rs) or "no users")
+
+
+def _user_line(user: dict) -> str:
+    groups = ", ".join(user["groups"]) or "-"
+    return f"{user['name']:<16} {groups}" + ("  (admin)" if user["is_admin"] else "")
 
 
 # -- plugins -----------------------------------------------------------------------------------

@@ -345,6 +345,14 @@ def test_add_user_twice_fails(sqlite_url):
     assert [(u["name"], u["groups"]) for u in users] == [("pat", ["project_manager"])]
 
 
+def test_users_list_marks_administrators_and_users_without_a_group(sqlite_url):
+    ok_json(sqlite_url, "users", "add", "pat", "--group", "project_manager", "--group", "sponsor")
+    ok_json(sqlite_url, "users", "add", "admin", "--admin")
+    lines = ok(sqlite_url, "users", "list").stdout.splitlines()
+    assert "pat              project_manager, sponsor" in lines
+    assert "admin            -  (admin)" in lines
+
+
 def test_add_user_with_invalid_name_fails(sqlite_url):
     assert "invalid" in fails(sqlite_url, "users", "add", "bad name")
 
