@@ -319,6 +319,7 @@ def tasks(engine, actor, candidate_group, assignee, instance_id, as_json):
             "\n".join(
                 f"{t['id']:>6}  p{t['priority']:<4}{t['title']:<30} {t['candidate_group'] or '-':<18} "
                 f"{t['assignee'] or '-':<12} instance {t['instance_id']}"
+                + (" (suspended)" if t.get("instance_status") == "suspended" else "")
                 for t in rs
             )
             or "no open tasks"

@@ -46,6 +46,7 @@ def task_dict(row) -> dict:
         "instructions": row.instructions,
         "process_id": row.process_id,
         "business_key": row.business_key,
+        "instance_status": row.instance_status,  # a task of a suspended instance cannot be worked on
         "created_at": row.created_at.isoformat(),
         "claimed_at": row.claimed_at.isoformat() if row.claimed_at else None,
         "completed_at": row.completed_at.isoformat() if row.completed_at else None,

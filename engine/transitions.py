@@ -505,7 +505,7 @@ def result(tr: Transition, version: int) -> dict:
     """The instance as the caller sees it after this transition, read inside the transaction."""
     row = tr.row
     if tr.human_before and set(tr.human_before) - {tr.completed_spiff_id} or tr.status_override:
-        tasks = [_task_dict(t, row) for t in tr.conn.execute(OPEN_TASKS, {"instance_id": tr.instance_id})]
+        tasks = [_task_dict(t, row, tr) for t in tr.conn.execute(OPEN_TASKS, {"instance_id": tr.instance_id})]
     else:  # nothing else was open: the open tasks are exactly the ones inserted now
         tasks = [_new_task_dict(task_id, info, tr) for task_id, info in tr.new_tasks]
     status = tr.saved_status
@@ -527,7 +527,7 @@ def result(tr: Transition, version: int) -> dict:
     }
 
 
-def _task_dict(t, row) -> dict:
+def _task_dict(t, row, tr: Transition) -> dict:
     iso = _iso
     return {
         "id": t.id,
@@ -544,6 +544,7 @@ def _task_dict(t, row) -> dict:
         "instructions": t.instructions,
         "process_id": row.process_id,
         "business_key": row.business_key,
+        "instance_status": tr.saved_status.value,
         "created_at": iso(t.created_at),
         "claimed_at": iso(t.claimed_at),
         "completed_at": iso(t.completed_at),
@@ -567,6 +568,7 @@ def _new_task_dict(task_id: int, info, tr: Transition) -> dict:
         "instructions": info.instructions,
         "process_id": tr.definition.process_id,
         "business_key": tr.row.business_key,
+        "instance_status": tr.saved_status.value,
         "created_at": tr.now.isoformat(),
         "claimed_at": None,
         "completed_at": None,

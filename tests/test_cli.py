@@ -289,10 +289,14 @@ def test_suspend_resume_terminate(sqlite_url):
     assert ok_json(sqlite_url, "suspend", instance_id)["status"] == "suspended"
     assert "suspended" in fails(sqlite_url, "complete", task_id, "--as", "pat", "--data", '{"doc": "x"}')
     assert "suspended" in fails(sqlite_url, "suspend", instance_id)
+    [listed] = ok(sqlite_url, "tasks", "--as", "pat").stdout.splitlines()
+    assert listed.endswith(f"instance {instance_id} (suspended)")  # still listed, marked
+    assert ok_json(sqlite_url, "tasks", "--as", "pat")[0]["instance_status"] == "suspended"
 
     resumed = ok_json(sqlite_url, "resume", instance_id)
     assert resumed["status"] not in ("suspended", "terminated")
     assert [str(t["id"]) for t in resumed["tasks"]] == [task_id]
+    assert not ok(sqlite_url, "tasks", "--as", "pat").stdout.rstrip().endswith("(suspended)")
     fails(sqlite_url, "resume", instance_id)  # not suspended any more
 
     terminated = ok_json(sqlite_url, "terminate", instance_id)
