@@ -136,7 +136,8 @@ def validate(engine, paths, strict, as_json):
         emit({"valid": not (strict and found), "processes": processes, "warnings": found}, True)
     else:
         print_warnings(found)
-        emit(None, False, f"ok: {len(processes)} process(es): " + ", ".join(processes) + _warned(found))
+        verdict = "failed (--strict)" if strict and found else "ok"
+        emit(None, False, f"{verdict}: {len(processes)} process(es): " + ", ".join(processes) + _warned(found))
     if strict and found:
         sys.exit(EXIT_FAILURE)
 

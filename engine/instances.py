@@ -11,7 +11,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from . import transitions
 from .audit import EventType
-from .errors import InvalidInput, InvalidState, NotFound
+from .errors import Forbidden, InvalidInput, InvalidState, NotFound
 from .jsonutil import loads
 from .runner import describe_failure
 from .schema import human_tasks, incidents, instances
@@ -47,6 +47,21 @@ def start(
         return transitions.save_new_instance(tr)
 
 
+def _require_manager(engine, user, row, action: str) -> None:
+    """Suspend, resume, terminate and retry are for administrators, the person who started the
+    instance, and members of the ``SDF_INSTANCE_MANAGERS`` groups (a reviewer must not stop a
+    colleague's run). Without an actor (the operator at the machine) no check applies."""
+    managers = {g.strip() for g in engine.settings.instance_managers.split(",") if g.strip()}
+    if user.is_admin or user.name == row.started_by or user.groups & managers:
+        return
+    allowed = ", ".join(sorted(managers)) or "no group"
+    raise Forbidden(
+        f"{user.name} may not {action} instance {row.id}: only an administrator, whoever started it "
+        f"({row.started_by or 'nobody'}) or a member of {allowed} may",
+        instance_id=row.id,
+    )
+
+
 def _prepare_hand_start(definition, workflow) -> None:
     """A start by hand needs a plain start event. A process that only starts on a schedule runs
     now (its timer start event counts as fired: "run the weekly report now"); one that only
@@ -69,20 +84,28 @@ def _prepare_hand_start(definition, workflow) -> None:
         )
 
 
-def change(engine, instance_id: int, actor: str | None, apply, *, allow=None, conn=None, actor_known=False) -> dict:
+def change(
+    engine, instance_id: int, actor: str | None, apply, *, allow=None, conn=None, actor_known=False, manage=None
+) -> dict:
     """Run ``apply(transition)`` on a locked instance, advance, save; return the instance after it.
 
     With ``conn`` the caller's write transaction is used (it must already hold the lock).
-    ``actor_known``: the caller already looked the actor up in this transaction.
+    ``actor_known``: the caller already looked the actor up in this transaction. ``manage``
+    names a control action (suspend, terminate...) that only an instance manager may take.
     """
     if conn is None:
         with engine.db.write() as own:
-            return change(engine, instance_id, actor, apply, allow=allow, conn=own, actor_known=actor_known)
+            return change(
+                engine, instance_id, actor, apply, allow=allow, conn=own, actor_known=actor_known, manage=manage
+            )
+    user = None
     if actor is not None and actor != ENGINE_ACTOR and not actor_known:
-        engine.require_user(conn, actor)  # the audit log must name a real person
+        user = engine.require_user(conn, actor)  # the audit log must name a real person
     row = transitions.lock_instance(engine, conn, instance_id)
     if allow is not None and row.status not in allow:
         raise InvalidState(f"instance {instance_id} is {row.status}", instance_id=instance_id, status=row.status)
+    if manage is not None and user is not None:
+        _require_manager(engine, user, row, manage)
     tr = transitions.open_transition(engine, conn, row, actor)
     try:
         apply(tr)
@@ -104,7 +127,7 @@ def suspend(engine, instance_id: int, actor: str | None = None) -> dict:
         tr.status_override = InstanceStatus.SUSPENDED
         tr.record(EventType.INSTANCE_SUSPENDED)
 
-    return change(engine, instance_id, actor, apply, allow=ACTIVE)
+    return change(engine, instance_id, actor, apply, allow=ACTIVE, manage="suspend")
 
 
 def resume(engine, instance_id: int, actor: str | None = None) -> dict:
@@ -112,7 +135,7 @@ def resume(engine, instance_id: int, actor: str | None = None) -> dict:
         tr.record(EventType.INSTANCE_RESUMED)
         tr.run_engine()  # timers that came due while suspended fire now
 
-    return change(engine, instance_id, actor, apply, allow=(InstanceStatus.SUSPENDED.value,))
+    return change(engine, instance_id, actor, apply, allow=(InstanceStatus.SUSPENDED.value,), manage="resume")
 
 
 def terminate(engine, instance_id: int, actor: str | None = None, reason: str | None = None) -> dict:
@@ -122,7 +145,9 @@ def terminate(engine, instance_id: int, actor: str | None = None, reason: str | 
         tr.record(EventType.INSTANCE_TERMINATED, data={"reason": reason} if reason else None)
         _resolve_open_incidents(tr, "instance terminated")
 
-    return change(engine, instance_id, actor, apply, allow=ACTIVE + (InstanceStatus.SUSPENDED.value,))
+    return change(
+        engine, instance_id, actor, apply, allow=ACTIVE + (InstanceStatus.SUSPENDED.value,), manage="terminate"
+    )
 
 
 def retry_incident(engine, incident_id: int, actor: str | None = None, data: dict | None = None) -> dict:
@@ -151,7 +176,7 @@ def retry_incident(engine, incident_id: int, actor: str | None = None, data: dic
                 return
         tr.run_engine()
 
-    return change(engine, incident.instance_id, actor, apply, allow=(InstanceStatus.ERROR.value,))
+    return change(engine, incident.instance_id, actor, apply, allow=(InstanceStatus.ERROR.value,), manage="retry")
 
 
 def _rerun(task, phase: str) -> None:

@@ -39,6 +39,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("JOB_LEASE_SECONDS", "60", "How long a worker holds a job before another may take it over.", float),
     Setting("DISABLE_PLUGINS", "", "Comma-separated plugin names not to load (see `sdf plugins`)."),
     Setting(
+        "INSTANCE_MANAGERS",
+        "delivery_manager",
+        "Comma-separated groups whose members may suspend, resume, terminate and retry any instance "
+        "(besides administrators and the person who started it).",
+    ),
+    Setting(
         "ENGINE_STEP_LIMIT",
         "10000",
         "Engine steps one advance may take before the instance is stopped with an incident "
@@ -76,6 +82,7 @@ class Settings:
     script_time_limit: float
     engine_step_limit: int
     disable_plugins: str = ""
+    instance_managers: str = "delivery_manager"
     job_lease_seconds: float = 60.0
     queue_name: str = "sdf"
     extra: dict = field(default_factory=dict)

@@ -33,7 +33,7 @@ from .runner import Failure, advance, all_tasks
 from .schema import human_tasks, incidents
 from .status import IncidentStatus, InstanceStatus, TaskStatus, task_is_active
 
-_HEAD = "id, definition_id, process_id, business_key, status, lock_version, wake_at"
+_HEAD = "id, definition_id, process_id, business_key, status, lock_version, wake_at, started_by"
 LOCK_INSTANCE = {
     "sqlite": fastsql.Statement(f"SELECT {_HEAD} FROM instances WHERE id = :instance_id"),
     "postgresql": fastsql.Statement(f"SELECT {_HEAD} FROM instances WHERE id = :instance_id FOR UPDATE"),
@@ -287,6 +287,7 @@ class _Row:
     status: str = InstanceStatus.RUNNING.value
     process_id: str | None = None
     wake_at: object = None
+    started_by: str | None = None
 
 
 def new_row(business_key: str | None) -> _Row:

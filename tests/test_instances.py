@@ -6,9 +6,9 @@ import pytest
 import sqlalchemy as sa
 
 from engine import transitions
-from engine.errors import InvalidInput, InvalidState, NotFound
+from engine.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from engine.schema import instances
-from tests.conftest import BPMN, only_task
+from tests.conftest import BPMN, add_team, make_engine, only_task
 
 APPROVAL = "engine/bench/approval.bpmn"
 
@@ -149,3 +149,32 @@ def test_instance_actions_require_a_known_user(approval):
     assert approval.get_instance(instance["id"])["status"] == "running"
     with pytest.raises(NotFound):
         approval.terminate(instance["id"], "nobody")
+
+
+def test_only_managers_the_starter_and_administrators_may_control_an_instance(approval):
+    instance = approval.start("bench_approval", {}, actor="pat")
+    for action in (approval.suspend, approval.terminate):
+        with pytest.raises(Forbidden) as info:
+            action(instance["id"], "eli")  # an engineer who works on it, but did not start it
+        assert "eli may not" in info.value.message and "delivery_manager" in info.value.message
+    assert approval.get_instance(instance["id"])["status"] == "running"
+    assert approval.suspend(instance["id"], "pat")["status"] == "suspended"  # who started it
+    assert approval.resume(instance["id"], "dana")["status"] == "running"  # a delivery manager
+    assert approval.suspend(instance["id"], "root")["status"] == "suspended"  # an administrator
+    with pytest.raises(Forbidden):
+        approval.resume(instance["id"], "quinn")
+    assert approval.resume(instance["id"])["status"] == "running"  # no actor: the operator at the machine
+
+
+def test_the_manager_groups_are_a_setting(database_url):
+    engine = make_engine(database_url, instance_managers="sponsor")
+    try:
+        add_team(engine)
+        engine.add_user("sam", groups_=["sponsor"])
+        engine.deploy([BPMN.parent.parent / "engine" / "bench" / "approval.bpmn"])
+        instance = engine.start("bench_approval", {}, actor="pat")
+        with pytest.raises(Forbidden):
+            engine.suspend(instance["id"], "dana")  # delivery_manager is no longer a manager group
+        assert engine.suspend(instance["id"], "sam")["status"] == "suspended"  # sponsor
+    finally:
+        engine.close()

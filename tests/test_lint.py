@@ -85,7 +85,7 @@ def test_sdf_validate_prints_warnings_and_strict_fails_on_them(tmp_path, monkeyp
     assert ok.exit_code == 0 and "ok: 1 process(es): gw (5 warning(s))" in ok.stdout
     assert "warning: gw.bpmn:5: gw_size: exclusiveGateway without a default flow" in ok.stderr
     strict = runner.invoke(cli, ["validate", "--strict", str(path)])
-    assert strict.exit_code == 1
+    assert strict.exit_code == 1 and "failed (--strict): 1 process(es): gw (5 warning(s))" in strict.stdout
     as_json = runner.invoke(cli, ["validate", "--json", str(path)])
     report = json.loads(as_json.stdout)
     assert report["valid"] is True and len(report["warnings"]) == 5
