@@ -7,6 +7,8 @@ instead of skipping silently.
 
 from __future__ import annotations
 
+import email
+import email.message
 import os
 import shutil
 import socket
@@ -203,3 +205,22 @@ def smtp(monkeypatch):
 def only_task(instance: dict) -> dict:
     assert len(instance["tasks"]) == 1, instance["tasks"]
     return instance["tasks"][0]
+
+
+def open_tasks(instance: dict) -> dict:
+    """The open tasks of an instance (as the API returns it), by BPMN element id."""
+    return {t["element_id"]: t for t in instance["tasks"]}
+
+
+def read_mail(envelope) -> tuple[email.message.Message, str]:
+    """A received e-mail and its body as text (line ends normalised)."""
+    mail = email.message_from_bytes(envelope.content)
+    return mail, mail.get_payload(decode=True).decode().replace("\r\n", "\n")
+
+
+def subscription_count(engine) -> int:
+    """How many message subscriptions exist (instances waiting for a message)."""
+    from engine.schema import message_subscriptions
+
+    with engine.db.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(message_subscriptions)).scalar()

@@ -23,9 +23,9 @@ from SpiffWorkflow.dmn.parser.BpmnDmnParser import BpmnDmnParser
 
 from engine import jobs
 from engine.errors import FormValidationError, InvalidInput, NotFound
-from engine.schema import instances, message_subscriptions
+from engine.schema import instances
 from engine.scripting import create_script_engine
-from tests.conftest import BPMN, only_task
+from tests.conftest import BPMN, only_task, open_tasks, subscription_count
 
 PROCESSES = Path(__file__).resolve().parent.parent / "processes"
 DECISION = PROCESSES / "change_approval_route.dmn"
@@ -50,10 +50,6 @@ def changes(team):
     team.add_user("sam", groups_=["sponsor"])
     team.deploy([PROCESSES / "risk_assessment.bpmn", PROCESSES / "change_request.bpmn", DECISION])
     return team
-
-
-def open_tasks(instance: dict) -> dict:
-    return {t["element_id"]: t for t in instance["tasks"]}
 
 
 def submitted(engine, payload=PAYLOAD) -> dict:
@@ -94,11 +90,6 @@ def delivered(engine, instance: dict, smtp) -> tuple[dict, email.message.Message
 
 def ended_at(engine, instance_id: int) -> list[str]:
     return [e["element_id"] for e in engine.history(instance_id) if e["element_id"] in ("end_approved", "end_rejected")]
-
-
-def subscription_count(engine) -> int:
-    with engine.db.read() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(message_subscriptions)).scalar()
 
 
 def instance_count(engine) -> int:

@@ -10,7 +10,6 @@ has one right answer; emails go to a real SMTP server on loopback (aiosmtpd).
 
 from __future__ import annotations
 
-import email
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from engine import jobs, timers
 from engine.errors import FormValidationError
-from tests.conftest import only_task
+from tests.conftest import only_task, open_tasks, read_mail
 
 PROCESSES = Path(__file__).resolve().parent.parent / "processes"
 THURSDAY = datetime(2030, 1, 3, 10, 0, tzinfo=UTC)  # 2030-01-03 is a Thursday
@@ -57,8 +56,6 @@ def approvals(team):
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def open_tasks(instance: dict) -> dict:
-    return {t["element_id"]: t for t in instance["tasks"]}
 
 
 def step(engine, instance: dict, element_id: str, actor: str, data: dict) -> dict:
@@ -105,11 +102,6 @@ def due_times(engine) -> list[datetime]:
 def fire_at(engine, moment: datetime) -> int:
     engine.clock.set(moment)
     return timers.fire_due(engine)
-
-
-def message(envelope) -> tuple[email.message.Message, str]:
-    mail = email.message_from_bytes(envelope.content)
-    return mail, mail.get_payload(decode=True).decode().replace("\r\n", "\n")
 
 
 # -- the main path ---------------------------------------------------------------------------------
@@ -247,7 +239,7 @@ def test_the_reminder_is_emailed_after_two_business_days_and_not_before(approval
     assert jobs.run_due(approvals) == 1  # the notify job
     [envelope] = smtp.envelopes
     assert envelope.rcpt_tos == ["casey@acme.example"]
-    mail, body = message(envelope)
+    mail, body = read_mail(envelope)
     assert mail["Subject"] == "Reminder: Design doc v1 is waiting for your approval"
     assert "2 business days ago" in body and "https://docs.example/design" in body
     assert "by 2030-01-10" in body  # three business days after Monday: the escalation day
@@ -366,7 +358,7 @@ def test_each_rework_round_rearms_the_reminder_and_the_escalation(approvals, smt
     assert approvals.list_tasks(candidate_group="delivery_manager") == []
     assert fire_at(approvals, datetime(2030, 1, 10, 12, 1, tzinfo=UTC)) == 1  # round 2's reminder
     assert jobs.run_due(approvals) == 1
-    assert [message(e)[0]["Subject"] for e in smtp.envelopes] == [
+    assert [read_mail(e)[0]["Subject"] for e in smtp.envelopes] == [
         "Reminder: Design doc v1 is waiting for your approval",
         "Reminder: Design doc v2 is waiting for your approval",
     ]

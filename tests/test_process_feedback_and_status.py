@@ -11,7 +11,6 @@ Emails go to a real SMTP server on loopback (aiosmtpd).
 
 from __future__ import annotations
 
-import email
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from engine import jobs, start_timers, timers
 from engine.errors import FormValidationError
 from tests.conftest import OffsetClock as Clock
-from tests.conftest import only_task
+from tests.conftest import only_task, read_mail
 
 PROCESSES = Path(__file__).resolve().parent.parent / "processes"
 MILESTONE = {"project": "Apollo", "milestone": "Beta release", "client_email": "casey@acme.example"}
@@ -36,15 +35,6 @@ STATUS = {
 
 
 # -- helpers and fixtures --------------------------------------------------------------------------
-
-
-def message(envelope) -> tuple[email.message.Message, str]:
-    mail = email.message_from_bytes(envelope.content)
-    return mail, mail.get_payload(decode=True).decode().replace("\r\n", "\n")
-
-
-def open_tasks(instance: dict) -> dict:
-    return {t["element_id"]: t for t in instance["tasks"]}
 
 
 @pytest.fixture
@@ -136,7 +126,7 @@ def test_an_unanswered_survey_sends_one_reminder_and_stays_open(feedback, smtp):
     assert jobs.run_due(feedback) == 1  # the notify job
     [envelope] = smtp.envelopes
     assert envelope.rcpt_tos == ["casey@acme.example"]
-    mail, body = message(envelope)
+    mail, body = read_mail(envelope)
     assert mail["Subject"] == "Update on Apollo: your feedback on Beta release"
     assert "milestone Beta release" in body and "satisfaction survey" in body
     after = feedback.get_instance(instance["id"])
@@ -194,7 +184,7 @@ def test_rework_then_approval_emails_the_rendered_report(reports, smtp):
     assert jobs.run_due(reports) == 1
     [envelope] = smtp.envelopes
     assert envelope.rcpt_tos == ["casey@acme.example"]
-    mail, body = message(envelope)
+    mail, body = read_mail(envelope)
     assert mail["Subject"] == "[AMBER] Status report: Apollo"
     assert "Overall status: AMBER" in body and "On track, except single sign-on." in body
     assert "Completed:\n  - Login page\n  - Password reset\n" in body

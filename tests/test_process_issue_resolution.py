@@ -11,12 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from engine import timers
 from engine.errors import Conflict, FormValidationError, NotFound
-from engine.schema import message_subscriptions
-from tests.conftest import OffsetClock, only_task
+from tests.conftest import OffsetClock, only_task, subscription_count
 
 PROCESSES = Path(__file__).resolve().parent.parent / "processes"
 REPORT = {
@@ -69,11 +67,6 @@ def resolve_and_verify(engine, instance_id: int, fixed: str) -> dict:
     assert verify["candidate_group"] == "client"
     data = {"fixed": fixed} if fixed == "yes" else {"fixed": fixed, "verify_comment": "Still failing for admins."}
     return engine.complete(verify["id"], "casey", data)
-
-
-def subscription_count(engine) -> int:
-    with engine.db.read() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(message_subscriptions)).scalar()
 
 
 # the whole ITIL matrix: every step of impact or urgency crosses a priority boundary

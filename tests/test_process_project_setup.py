@@ -12,7 +12,6 @@ kickoff e-mail goes to the team and to the client (a real SMTP server on loopbac
 
 from __future__ import annotations
 
-import email
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from engine import jobs, timers
 from engine.errors import Forbidden, FormValidationError
-from tests.conftest import OffsetClock, only_task
+from tests.conftest import OffsetClock, only_task, open_tasks, read_mail
 
 PROCESSES = Path(__file__).resolve().parent.parent / "processes"
 DEPLOY = [PROCESSES / "risk_assessment.bpmn", PROCESSES / "project_setup.bpmn", PROCESSES / "project_risk_route.dmn"]
@@ -84,10 +83,6 @@ def projects(team):
     return team
 
 
-def open_tasks(instance: dict) -> dict:
-    return {t["element_id"]: t for t in instance["tasks"]}
-
-
 def complete(engine, instance: dict, element_id: str, data: dict, actor: str | None = None) -> dict:
     """Complete the open task ``element_id`` as its assignee (or a member of its group)."""
     task = open_tasks(instance)[element_id]
@@ -121,13 +116,8 @@ def kickoff(engine, instance: dict) -> dict:
     return complete(engine, instance, "client_kickoff", APPROVED)
 
 
-def message(envelope) -> tuple[email.message.Message, str]:
-    mail = email.message_from_bytes(envelope.content)
-    return mail, mail.get_payload(decode=True).decode().replace("\r\n", "\n")
-
-
 def mails_to(smtp) -> dict:
-    return {tuple(e.rcpt_tos): message(e) for e in smtp.envelopes}
+    return {tuple(e.rcpt_tos): read_mail(e) for e in smtp.envelopes}
 
 
 def recipients(smtp) -> Counter:
@@ -476,7 +466,7 @@ def test_late_kickoff_approval_reminds_the_client_and_escalates(projects, smtp):
     assert jobs.run_due(projects) == 1  # the reminder e-mail
     [envelope] = smtp.envelopes
     assert envelope.rcpt_tos == [CLIENT_EMAIL]
-    mail, body = message(envelope)
+    mail, body = read_mail(envelope)
     assert mail["Subject"] == "Update on Apollo portal: your kickoff approval"
     assert "waiting for your approval" in body and "contact pat@sdf.example" in body
 
