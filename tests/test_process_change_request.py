@@ -220,9 +220,10 @@ def test_every_combination_matches_exactly_one_rule():
         matches[size, band, cost] = [rule.id for rule in rules.decide(task)]
     assert {key: ids for key, ids in matches.items() if len(ids) != 1} == {}
     assert matches["small", "medium", 0] == ["r_small_low_same_cost"]
-    assert matches["medium", "high", 0.001] == ["r_small_risky_more_cost"]
-    assert matches["large", "low", -1] == ["r_large_same_cost"]
-    assert matches["huge", "severe", 5000] == ["r_large_more_cost"]  # unknown values: the careful route
+    assert matches["medium", "high", 0.001] == ["r_small_risky_cost_changed"]
+    assert matches["large", "low", -1] == ["r_large_cost_changed"]  # cheaper: the client signs off too
+    assert matches["large", "low", 0] == ["r_large_same_cost"]
+    assert matches["huge", "severe", 5000] == ["r_large_cost_changed"]  # unknown values: the careful route
 
 
 def expected_route(size: str, band: str) -> str:
@@ -235,7 +236,7 @@ def test_route_at_every_boundary(changes, size, band, cost_change):
     data = instance["data"]
     assert data["risk_band"] == band
     route = expected_route(size, band)
-    assert (data["route"], data["client_signoff"]) == (route, cost_change > 0)
+    assert (data["route"], data["client_signoff"]) == (route, cost_change != 0)  # cheaper too: the contract changes
     groups = {element: task["candidate_group"] for element, task in open_tasks(instance).items()}
     if route == "pm_only":
         assert groups == {"pm_approval": "project_manager"}
