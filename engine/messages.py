@@ -29,16 +29,14 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from SpiffWorkflow.bpmn import BpmnEvent
-from SpiffWorkflow.bpmn.specs.control import BpmnStartTask, StartEventSplit
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition as AnyMessageDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
-from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
 from SpiffWorkflow.util.task import TaskState
 
-from . import forms, jsonutil
+from . import forms, jsonutil, startevents
 from .audit import EventType
 from .errors import Conflict, FormValidationError, InvalidInput, NotFound
 from .schema import definitions, message_subscriptions
@@ -346,19 +344,7 @@ def _start_one(engine, definition_id: int, name: str, payload: dict, correlation
 
 
 def open_message_start(workflow, name: str) -> None:
-    """Run a new workflow up to its start events and keep only those catching message ``name``.
-
-    A process may have a plain start event too (to be started by hand). Advancing the workflow
-    would fire that one at once, and SpiffWorkflow's start-event join would then cancel the
-    message start event: so only the steps before the start events run here, and the other
-    start events are cancelled.
-    """
-    while task := next((t for t in workflow.get_tasks(state=TaskState.READY) if _before_start_events(t)), None):
-        task.run()
-    for task in workflow.get_tasks(state=TaskState.NOT_FINISHED_MASK, spec_class=StartEvent):
-        if not any(part.name == name for part in message_parts(task.task_spec.event_definition)):
-            task.cancel()
-
-
-def _before_start_events(task) -> bool:
-    return isinstance(task.task_spec, (BpmnStartTask, StartEventSplit))
+    """Open only the start events that catch message ``name`` (see :mod:`engine.startevents`)."""
+    startevents.open_only(
+        workflow, lambda spec: any(part.name == name for part in message_parts(spec.event_definition))
+    )

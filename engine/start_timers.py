@@ -51,7 +51,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
-from . import transitions
+from . import startevents, transitions
 from .audit import EventType
 from .errors import DefinitionInvalid
 from .schema import start_timers
@@ -310,6 +310,8 @@ def start_instance(engine, conn, definition, element_id: str, due: datetime, now
     to its first wait state in this same transition.
     """
     workflow = BpmnWorkflow(definition.spec, definition.subprocess_specs, script_engine=engine.script_engine)
+    if len(startevents.start_events(definition.spec)) > 1:  # e.g. a plain start event too, for a start by hand
+        startevents.open_only(workflow, lambda spec: spec.bpmn_id == element_id)
     pass_start_timer(workflow, element_id)
     tr = transitions.Transition(engine, conn, transitions.new_row(None), definition, workflow, ENGINE_ACTOR, now)
     tr.record(

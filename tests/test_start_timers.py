@@ -10,8 +10,8 @@ import pytest
 from engine import start_timers, timers
 from engine.background import BackgroundWorker
 from engine.errors import DefinitionInvalid
+from tests.conftest import BPMN, make_engine, only_task
 from tests.conftest import OffsetClock as Clock
-from tests.conftest import make_engine, only_task
 from tests.processes import HEADER
 
 
@@ -196,3 +196,17 @@ def test_the_background_worker_fires_start_timers(team, clock, tmp_path):
     assert worker._sleep_time() == 0.0
     assert worker.run_once() == 1 and worker.timers_fired == 1
     assert len(started(team)) == 1
+
+
+def test_a_process_with_a_plain_and_a_timer_start_starts_either_way(team, clock):
+    """By hand it runs from the plain start event (the timer start is not waited on in that
+    instance); on schedule it runs from the timer start event only."""
+    team.deploy([BPMN / "two_starts.bpmn"])
+    by_hand = team.start("both", {}, actor="pat")
+    assert [t["element_id"] for t in by_hand["tasks"]] == ["work"] and by_hand["status"] == "running"
+    assert timers.waiting_timers(team) == []
+    clock.advance(days=91, seconds=1)
+    assert start_timers.fire_due(team) == 1
+    [scheduled] = [i for i in team.list_instances(process_id="both") if i["id"] != by_hand["id"]]
+    assert [t["element_id"] for t in team.get_instance(scheduled["id"])["tasks"]] == ["prepare"]
+    assert start_timers.fire_due(team) == 0  # once per occurrence
