@@ -139,6 +139,29 @@ def test_an_unanswered_survey_sends_one_reminder_and_stays_open(feedback, smtp):
     assert len(smtp.envelopes) == 1
 
 
+def test_every_thirteen_weeks_the_project_manager_prepares_a_survey(team):
+    """The timer start event: the project manager names project, subject and contact, then the
+    survey goes to the client as after a milestone. A start by hand skips the preparation."""
+    clock = team.clock = Clock()
+    team.deploy([PROCESSES / "client_feedback.bpmn"])
+    by_hand = team.start("client_feedback", dict(MILESTONE), actor="pat")
+    assert only_task(by_hand)["element_id"] == "survey"
+    clock.advance(days=90)
+    assert start_timers.fire_due(team) == 0
+    clock.advance(days=1, seconds=1)
+    assert start_timers.fire_due(team) == 1
+    [scheduled] = [i for i in team.list_instances(process_id="client_feedback") if i["id"] != by_hand["id"]]
+    prepare = only_task(team.get_instance(scheduled["id"]))
+    assert (prepare["element_id"], prepare["candidate_group"]) == ("prepare_survey", "project_manager")
+    with pytest.raises(FormValidationError):
+        team.complete(prepare["id"], "pat", {"project": "Apollo", "milestone": "Q3"})  # the contact is required
+    survey = only_task(team.complete(prepare["id"], "pat", dict(MILESTONE, milestone="the last quarter")))
+    assert (survey["element_id"], survey["candidate_group"]) == ("survey", "client")
+    done = team.complete(survey["id"], "casey", {"csat": 5, "nps": 10})
+    assert done["status"] == "completed" and done["data"]["milestone"] == "the last quarter"
+    assert done["data"]["reminder_after"] == "P2D"
+
+
 # -- weekly status report ---------------------------------------------------------------------------
 def started_reports(engine) -> list[dict]:
     return engine.list_instances(process_id="status_report")
