@@ -12,6 +12,7 @@ import email.message
 import os
 import shutil
 import socket
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from engine.errors import Conflict
 from engine.runtime import build_engine
 from engine.settings import load_settings
 
@@ -224,3 +226,30 @@ def subscription_count(engine) -> int:
 
     with engine.db.read() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(message_subscriptions)).scalar()
+
+
+def race(url: str, contenders: list[tuple], action) -> list:
+    """Run ``action(engine, *contender)`` for each contender at the same moment, each on its own
+    engine (own pool and caches) in its own thread; return ("ok", result), ("conflict", message)
+    or ("error", repr) per contender."""
+    engines = [make_engine(url) for _ in contenders]
+    barrier = threading.Barrier(len(contenders))
+    results: list = [None] * len(contenders)
+
+    def run(i):
+        barrier.wait()
+        try:
+            results[i] = ("ok", action(engines[i], *contenders[i]))
+        except Conflict as exc:
+            results[i] = ("conflict", exc.message)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            results[i] = ("error", repr(exc))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(contenders))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for e in engines:
+        e.close()
+    return results

@@ -12,36 +12,11 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from engine.errors import Conflict
 from engine.schema import human_tasks
-from tests.conftest import make_engine, only_task
+from tests.conftest import only_task, race
 
 APPROVAL = "engine/bench/approval.bpmn"
 ROUNDS = 8
-
-
-def race(url: str, contenders: list[tuple], action) -> list:
-    engines = [make_engine(url) for _ in contenders]
-    barrier = threading.Barrier(len(contenders))
-    results: list = [None] * len(contenders)
-
-    def run(i):
-        barrier.wait()
-        try:
-            results[i] = ("ok", action(engines[i], *contenders[i]))
-        except Conflict as exc:
-            results[i] = ("conflict", exc.message)
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-            results[i] = ("error", repr(exc))
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(contenders))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    for e in engines:
-        e.close()
-    return results
 
 
 def test_two_people_complete_the_same_task_at_once(team, database_url):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from engine import start_timers, timers
 from engine.background import BackgroundWorker
 from engine.errors import DefinitionInvalid
-from tests.conftest import BPMN, make_engine, only_task
+from tests.conftest import BPMN, only_task, race
 from tests.conftest import OffsetClock as Clock
 from tests.processes import HEADER
 
@@ -168,23 +167,13 @@ def test_a_timer_expression_that_is_not_a_literal_is_refused_at_deploy(team, tmp
 def test_two_workers_firing_together_start_one_instance_per_occurrence(team, clock, tmp_path, database_url):
     deploy(team, tmp_path, "timeCycle", '"R/PT1H"')
     clock.advance(hours=1)
-    engines = [make_engine(database_url) for _ in range(2)]
-    barrier = threading.Barrier(2)
-    counts = []
 
     def fire(eng):
         eng.clock = clock
-        barrier.wait()
-        counts.append(start_timers.fire_due(eng))
+        return start_timers.fire_due(eng)
 
-    threads = [threading.Thread(target=fire, args=(e,)) for e in engines]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    for e in engines:
-        e.close()
-    assert sorted(counts) == [0, 1]
+    results = race(database_url, [(), ()], fire)
+    assert sorted(results) == [("ok", 0), ("ok", 1)]
     assert len(started(team)) == 1
 
 

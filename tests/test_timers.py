@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime
 
@@ -10,7 +9,7 @@ import pytest
 
 from engine import timers
 from engine.background import BackgroundWorker
-from tests.conftest import BPMN, OffsetClock, make_engine, only_task
+from tests.conftest import BPMN, OffsetClock, make_engine, only_task, race
 
 FAST = {"cool_off": "PT0.2S", "warn_after": "PT0.3S", "breach_after": "PT1H"}
 
@@ -68,20 +67,8 @@ def test_two_schedulers_firing_together_fire_each_timer_once(sla, database_url):
     started = [sla.start("sla", dict(FAST))["id"] for _ in range(5)]
     for instance_id in started:
         wait_until_due(sla, instance_id)
-    engines = [make_engine(database_url) for _ in range(2)]
-    barrier = threading.Barrier(2)
-
-    def fire(eng):
-        barrier.wait()
-        timers.fire_due(eng)
-
-    threads = [threading.Thread(target=fire, args=(e,)) for e in engines]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    for e in engines:
-        e.close()
+    results = race(database_url, [(), ()], timers.fire_due)
+    assert [outcome for outcome, _ in results] == ["ok", "ok"]
     for instance_id in started:
         created = [e for e in sla.history(instance_id) if e["type"] == "task_created"]
         assert [e["element_id"] for e in created] == ["resolve"]
