@@ -275,7 +275,7 @@ def complete(engine, task_id: int, user: str, data: dict | None = None) -> dict:
                 tr.failure = describe_failure(tr.workflow, exc)
             tr.run_engine()
 
-        after = instances.change(engine, row.instance_id, actor.name, apply, conn=conn, actor_known=True)
+        after = instances.change(engine, row.instance_id, actor.name, apply, conn=conn, user=actor)
     if engine.emits("task_completed"):
         engine.emit("task_completed", task=get_task(engine, task_id), data=data, actor=actor.name)
     return after

@@ -9,7 +9,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
-from . import transitions
+from . import startevents, transitions
 from .audit import EventType
 from .errors import Forbidden, InvalidInput, InvalidState, NotFound
 from .jsonutil import loads
@@ -69,7 +69,7 @@ def _prepare_hand_start(definition, workflow) -> None:
     take the next such message, which should start an instance of its own)."""
     from . import messages, start_timers  # both import transitions, which this module imports too
 
-    starts = list(getattr(definition.spec, "bpmn_start_events", []))
+    starts = startevents.start_events(definition.spec)
     if not starts or any(type(s.event_definition) is NoneEventDefinition for s in starts):
         return
     timers = [s for s in starts if isinstance(s.event_definition, TimerEventDefinition)]
@@ -85,21 +85,19 @@ def _prepare_hand_start(definition, workflow) -> None:
 
 
 def change(
-    engine, instance_id: int, actor: str | None, apply, *, allow=None, conn=None, actor_known=False, manage=None
+    engine, instance_id: int, actor: str | None, apply, *, allow=None, conn=None, user=None, manage=None
 ) -> dict:
     """Run ``apply(transition)`` on a locked instance, advance, save; return the instance after it.
 
     With ``conn`` the caller's write transaction is used (it must already hold the lock).
-    ``actor_known``: the caller already looked the actor up in this transaction. ``manage``
-    names a control action (suspend, terminate...) that only an instance manager may take.
+    ``user``: the actor's :class:`engine.users.User` when the caller already looked it up in this
+    transaction. ``manage`` names a control action (suspend, terminate...) that only an
+    instance manager may take.
     """
     if conn is None:
         with engine.db.write() as own:
-            return change(
-                engine, instance_id, actor, apply, allow=allow, conn=own, actor_known=actor_known, manage=manage
-            )
-    user = None
-    if actor is not None and actor != ENGINE_ACTOR and not actor_known:
+            return change(engine, instance_id, actor, apply, allow=allow, conn=own, user=user, manage=manage)
+    if user is None and actor is not None and actor != ENGINE_ACTOR:
         user = engine.require_user(conn, actor)  # the audit log must name a real person
     row = transitions.lock_instance(engine, conn, instance_id)
     if allow is not None and row.status not in allow:

@@ -37,7 +37,7 @@ EVENTS = ("startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrow
 FLOW_NODES = ACTIVITIES + GATEWAYS + EVENTS
 # need no incoming flow: where a process or sub-process begins, or attached to an activity
 NO_INCOMING_NEEDED = ("startEvent", "boundaryEvent")
-# need no outgoing flow: where a path ends (an activity or event inside an ad-hoc sub-process is rare here)
+# need no outgoing flow: where a path ends
 NO_OUTGOING_NEEDED = ("endEvent",)
 
 
@@ -83,7 +83,7 @@ def _container_warnings(name: str, container, laned: set[str], drawn: set[str] |
             yield warn(f"{kind} without a name: inboxes, history and diagrams show its id")
         if kind not in NO_INCOMING_NEEDED and node_id not in targets and not _in_event_subprocess(container):
             yield warn("no sequence flow leads here: it can never run")
-        if kind not in NO_OUTGOING_NEEDED and node_id not in sources and not _ends_quietly(node, kind):
+        if kind not in NO_OUTGOING_NEEDED and node_id not in sources and not _ends_quietly(node):
             yield warn("no sequence flow leaves here: the path stops without an end event")
         if kind in ("exclusiveGateway", "inclusiveGateway"):
             yield from _gateway_warnings(name, node, flows)
@@ -122,8 +122,6 @@ def _in_event_subprocess(container) -> bool:
     return etree.QName(container).localname == "subProcess" and container.get("triggeredByEvent") == "true"
 
 
-def _ends_quietly(node, kind: str) -> bool:
-    """A throw event, compensation handler or the like may legitimately end a path."""
-    if kind == "intermediateThrowEvent":
-        return False
+def _ends_quietly(node) -> bool:
+    """A compensation handler has no outgoing flow by design."""
     return node.get("isForCompensation") == "true"

@@ -36,7 +36,7 @@ from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
 from SpiffWorkflow.util.task import TaskState
 
-from . import forms, jsonutil, startevents
+from . import forms, humantasks, jsonutil, startevents
 from .audit import EventType
 from .errors import Conflict, FormValidationError, InvalidInput, NotFound
 from .schema import definitions, message_subscriptions
@@ -228,7 +228,7 @@ def _check_payload_forms(tr, name: str, catchers: list[tuple], payload: dict) ->
     payload that matches it: a bad one is refused field by field and nothing is created or
     changed (the transaction rolls back), instead of an instance that stops on bad data."""
     for task, _definition in catchers:
-        form = (getattr(task.task_spec, "extensions", None) or {}).get("properties", {}).get("formJsonSchemaFilename")
+        form = humantasks.properties(task.task_spec).get("formJsonSchemaFilename")
         if form:
             try:
                 forms.check(tr.definition.form_validator(form), payload, form)
@@ -319,7 +319,7 @@ def start_definitions(engine, conn, name: str) -> list[int]:
 def _starts_with(definition, name: str) -> bool:
     return any(
         part.name == name
-        for start in getattr(definition.spec, "bpmn_start_events", [])
+        for start in startevents.start_events(definition.spec)
         for part in message_parts(start.event_definition)
     )
 

@@ -124,7 +124,7 @@ def _timer_start_event(process) -> tuple[str, str, str] | None:
     """(element id, timer kind, literal value) of the process's timer start event, or None."""
     timed = [
         (start, _KINDS[type(start.event_definition)])
-        for start in getattr(process.spec, "bpmn_start_events", [])
+        for start in startevents.start_events(process.spec)
         if isinstance(start.event_definition, TimerEventDefinition) and type(start.event_definition) in _KINDS
     ]
     if not timed:

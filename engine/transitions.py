@@ -506,7 +506,7 @@ def result(tr: Transition, version: int) -> dict:
     """The instance as the caller sees it after this transition, read inside the transaction."""
     row = tr.row
     if tr.human_before and set(tr.human_before) - {tr.completed_spiff_id} or tr.status_override:
-        tasks = [_task_dict(t, row, tr) for t in tr.conn.execute(OPEN_TASKS, {"instance_id": tr.instance_id})]
+        tasks = [_task_dict(t, tr) for t in tr.conn.execute(OPEN_TASKS, {"instance_id": tr.instance_id})]
     else:  # nothing else was open: the open tasks are exactly the ones inserted now
         tasks = [_new_task_dict(task_id, info, tr) for task_id, info in tr.new_tasks]
     status = tr.saved_status
@@ -528,7 +528,8 @@ def result(tr: Transition, version: int) -> dict:
     }
 
 
-def _task_dict(t, row, tr: Transition) -> dict:
+def _task_dict(t, tr: Transition) -> dict:
+    row = tr.row
     iso = _iso
     return {
         "id": t.id,
