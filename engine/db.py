@@ -45,8 +45,12 @@ class Database:
             conn, kept = self._writer()
             try:
                 try:
-                    with conn.begin():
-                        yield conn
+                    if kept:
+                        with _sqlite_transaction(conn):
+                            yield conn
+                    else:
+                        with conn.begin():
+                            yield conn
                 finally:
                     callbacks = conn.info.pop("sdf_after_commit", [])
             finally:
@@ -150,5 +154,31 @@ def _install_sqlite_hooks(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
+        dbapi_conn = conn.connection.dbapi_connection
+        if dbapi_conn.in_transaction:  # opened by _sqlite_transaction; SQLAlchemy joins it
+            return
         immediate = conn.get_execution_options().get("sdf_write")
-        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        dbapi_conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def _sqlite_transaction(conn: sa.Connection):
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` straight on the driver, for a thread's kept SQLite
+    write connection: SQLAlchemy's transaction bookkeeping costs more than a small transaction's
+    own commit, and the hot path runs its statements on the driver cursor anyway. A Core
+    statement executed inside makes SQLAlchemy begin its own transaction object, which joins
+    this one (see ``_on_begin``); it is then ended through SQLAlchemy so both agree."""
+    dbapi_conn = conn.connection.dbapi_connection
+    dbapi_conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction():
+            conn.rollback()
+        elif dbapi_conn.in_transaction:
+            dbapi_conn.rollback()
+        raise
+    if conn.in_transaction():
+        conn.commit()
+    else:
+        dbapi_conn.commit()

@@ -16,6 +16,7 @@ from collections import namedtuple
 from datetime import UTC, datetime
 
 _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
+_RETURNING_ID = re.compile(r"\s+RETURNING\s+id\s*$", re.IGNORECASE)
 
 
 class Statement:
@@ -28,7 +29,12 @@ class Statement:
     def text(self, dialect: str) -> str:
         found = self._rendered.get(dialect)
         if found is None:
-            found = self.sql if dialect == "sqlite" else _PARAM.sub(r"%(\1)s", self.sql)
+            if dialect == "sqlite":
+                found = self.sql
+            elif dialect == "sqlite-rowid":  # the INSERT without its RETURNING id
+                found = _RETURNING_ID.sub("", self.sql)
+            else:
+                found = _PARAM.sub(r"%(\1)s", self.sql)
             self._rendered[dialect] = found
         return found
 
@@ -41,15 +47,27 @@ def _dialect(conn) -> str:
     return conn.dialect.name
 
 
+_last_time: tuple = (None, None, None)  # (value, dialect, stored form) of the latest call
+
+
 def db_time(conn, value: datetime | None):
-    """An aware datetime as the column stores it (naive UTC; a string on SQLite)."""
+    """An aware datetime as the column stores it (naive UTC; a string on SQLite).
+
+    One transition writes its timestamp a dozen times (instance, tasks, every audit event);
+    the latest conversion is remembered, keyed by the very same object.
+    """
+    global _last_time
     if value is None:
         return None
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    naive = value.replace(tzinfo=None)
-    # isoformat is implemented in C; strftime costs ~10x more and this runs for every timestamp written
-    return naive.isoformat(" ", "microseconds") if _dialect(conn) == "sqlite" else naive
+    dialect = _dialect(conn)
+    last = _last_time
+    if last[0] is value and last[1] == dialect:
+        return last[2]
+    naive = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+    # isoformat is implemented in C; strftime costs ~10x more
+    stored = naive.isoformat(" ", "microseconds") if dialect == "sqlite" else naive
+    _last_time = (value, dialect, stored)  # holds ``value``: its id cannot be reused meanwhile
+    return stored
 
 
 def execute(conn, statement: Statement, params: dict) -> int:
@@ -93,5 +111,13 @@ def fetch_one(conn, statement: Statement, params: dict):
 
 
 def insert_returning_id(conn, statement: Statement, params: dict) -> int:
-    """Run an INSERT ... RETURNING id (SQLite >= 3.35 and PostgreSQL both support it)."""
-    return fetch(conn, statement, params)[0][0]
+    """Run an ``INSERT ... RETURNING id``. On SQLite the row id comes from the cursor instead
+    (same value, without the result-row machinery: this runs for every new task)."""
+    if _dialect(conn) != "sqlite":
+        return fetch(conn, statement, params)[0][0]
+    cur = _cursor(conn)
+    try:
+        cur.execute(statement.text("sqlite-rowid"), params)
+        return cur.lastrowid
+    finally:
+        cur.close()

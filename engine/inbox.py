@@ -14,7 +14,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from SpiffWorkflow.util.task import TaskState
 
-from . import fastsql, forms, instances, jsonutil
+from . import fastsql, forms, instances, jsonutil, transitions
 from .audit import AuditEvent, EventType, write
 from .errors import Conflict, Forbidden, InvalidInput, InvalidState, NotFound
 from .runner import describe_failure
@@ -84,8 +84,8 @@ def list_tasks(
     assignee: str | None = None,
     instance_id: int | None = None,
 ) -> list[dict]:
-    statuses = [status] if status else list(ACTIVE_TASK_STATUSES)
-    conditions = [human_tasks.c.status.in_(statuses)]
+    # the open work is asked for in the words of the inbox's partial indexes, so they are used
+    conditions = [human_tasks.c.status == status if status else task_is_active(human_tasks.c.status)]
     for column, value in (
         (human_tasks.c.candidate_group, candidate_group),
         (human_tasks.c.assignee, assignee),
@@ -232,9 +232,12 @@ LOAD_TASK = (
     .join(instances_table, instances_table.c.id == human_tasks.c.instance_id)
     .where(human_tasks.c.id == sa.bindparam("task_id"))
 )
+# the task and, in the same statement, the head of its instance row (locked on PostgreSQL):
+# the transition needs no second look-up of the instance
 _LOCK_TASK_SQL = """
     SELECT t.id, t.instance_id, t.spiff_task_id, t.element_id, t.candidate_group, t.assignee, t.status,
-           t.form, t.completed_by, i.status AS instance_status
+           t.form, t.completed_by, i.status AS instance_status, i.definition_id, i.process_id, i.business_key,
+           i.lock_version, i.wake_at, i.started_by
     FROM human_tasks t JOIN instances i ON i.id = t.instance_id WHERE t.id = :task_id"""
 LOCK_TASK = {
     "sqlite": fastsql.Statement(_LOCK_TASK_SQL),
@@ -275,7 +278,17 @@ def complete(engine, task_id: int, user: str, data: dict | None = None) -> dict:
                 tr.failure = describe_failure(tr.workflow, exc)
             tr.run_engine()
 
-        after = instances.change(engine, row.instance_id, actor.name, apply, conn=conn, user=actor)
+        locked = transitions.InstanceHead(
+            row.instance_id,
+            row.definition_id,
+            row.process_id,
+            row.business_key,
+            row.instance_status,
+            row.lock_version,
+            row.wake_at,
+            row.started_by,
+        )
+        after = instances.change(engine, row.instance_id, actor.name, apply, conn=conn, user=actor, locked=locked)
     if engine.emits("task_completed"):
         engine.emit("task_completed", task=get_task(engine, task_id), data=data, actor=actor.name)
     return after

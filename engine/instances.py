@@ -85,21 +85,31 @@ def _prepare_hand_start(definition, workflow) -> None:
 
 
 def change(
-    engine, instance_id: int, actor: str | None, apply, *, allow=None, conn=None, user=None, manage=None
+    engine,
+    instance_id: int,
+    actor: str | None,
+    apply,
+    *,
+    allow=None,
+    conn=None,
+    user=None,
+    manage=None,
+    locked: transitions.InstanceHead | None = None,
 ) -> dict:
     """Run ``apply(transition)`` on a locked instance, advance, save; return the instance after it.
 
     With ``conn`` the caller's write transaction is used (it must already hold the lock).
     ``user``: the actor's :class:`engine.users.User` when the caller already looked it up in this
     transaction. ``manage`` names a control action (suspend, terminate...) that only an
-    instance manager may take.
+    instance manager may take. ``locked``: the instance row's head as the caller already read it
+    under the lock in this transaction (saves reading it again).
     """
     if conn is None:
         with engine.db.write() as own:
             return change(engine, instance_id, actor, apply, allow=allow, conn=own, user=user, manage=manage)
     if user is None and actor is not None and actor != ENGINE_ACTOR:
         user = engine.require_user(conn, actor)  # the audit log must name a real person
-    row = transitions.lock_instance(engine, conn, instance_id)
+    row = locked if locked is not None else transitions.lock_instance(engine, conn, instance_id)
     if allow is not None and row.status not in allow:
         raise InvalidState(f"instance {instance_id} is {row.status}", instance_id=instance_id, status=row.status)
     if manage is not None and user is not None:

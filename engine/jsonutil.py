@@ -22,10 +22,13 @@ def _default(value):
     return repr(value)
 
 
+_COMPACT = json.JSONEncoder(default=_default, separators=(",", ":"))  # built once: runs for every event
+
+
 def dumps(value, *, pretty: bool = False) -> str:
     if pretty:
         return json.dumps(value, default=_default, indent=2, sort_keys=True)
-    return json.dumps(value, default=_default, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def loads(text: str | None, default=None):

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
+from .status import ACTIVE_TASK_SQL
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -137,8 +139,23 @@ human_tasks = sa.Table(
     sa.Column("completed_by", sa.String(100)),
     # one index serves "tasks of an instance" and "the row of this SpiffWorkflow task"
     sa.UniqueConstraint("instance_id", "spiff_task_id"),
-    sa.Index("ix_human_tasks_status_group", "status", "candidate_group", "priority"),
-    sa.Index("ix_human_tasks_status_assignee", "status", "assignee", "priority"),
+    # The inbox indexes hold open and claimed tasks only: a completed task leaves them, so they
+    # stay as small as the open work (a page or two on most teams) however long the history,
+    # and completing a task rewrites one small index page instead of two scattered ones.
+    sa.Index(
+        "ix_human_tasks_open_group",
+        "candidate_group",
+        "priority",
+        sqlite_where=sa.text(ACTIVE_TASK_SQL),
+        postgresql_where=sa.text(ACTIVE_TASK_SQL),
+    ),
+    sa.Index(
+        "ix_human_tasks_open_assignee",
+        "assignee",
+        "priority",
+        sqlite_where=sa.text(ACTIVE_TASK_SQL),
+        postgresql_where=sa.text(ACTIVE_TASK_SQL),
+    ),
 )
 
 events = sa.Table(

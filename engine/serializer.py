@@ -21,15 +21,19 @@ from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from .errors import SdfError
 from .servicetasks import SERIALIZER_CONFIG
 
-STATE_FORMAT = f"sdf-1/spiff-{VERSION}"
+STATE_FORMAT = f"sdf-2/spiff-{VERSION}"
+# formats this engine still reads (rows written by earlier releases); it writes only STATE_FORMAT
+READABLE_FORMATS = (STATE_FORMAT, f"sdf-1/spiff-{VERSION}")
 
 
 class SpecFreeWorkflowConverter(BpmnWorkflowConverter):
     """Writes a workflow without its spec; reading expects the caller to supply the spec objects.
 
-    The task dictionaries of the top workflow are built by :func:`task_dict`, which produces
-    exactly what SpiffWorkflow's ``TaskConverter`` produces in encoder mode (a test compares
-    the two) at a third of the cost: this runs on every change of every instance.
+    The tasks of the top workflow are written by :func:`compact_tasks` as short lists instead
+    of SpiffWorkflow's eleven-key dictionaries: this runs on every change of every instance,
+    and the compact form is a third of the size and half the time to build and encode.
+    :func:`expand_tasks` turns them back into exactly what SpiffWorkflow's ``TaskConverter``
+    writes (a test compares the two), so reading goes through the library's own converters.
     """
 
     def to_dict(self, workflow):
@@ -39,7 +43,7 @@ class SpecFreeWorkflowConverter(BpmnWorkflowConverter):
             "last_task": str(workflow.last_task.id) if workflow.last_task is not None else None,
             "success": workflow.success,
             "completed": workflow.completed,
-            "tasks": tasks_dict(workflow, self.registry.clean),
+            "tasks": compact_tasks(workflow, self.registry.clean),
             "root": uuid_text(workflow.task_tree.id),
         }
         dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
@@ -61,35 +65,75 @@ def uuid_text(value) -> str:
     return text
 
 
-def tasks_dict(workflow, clean) -> dict:
+def compact_tasks(workflow, clean) -> list:
+    """The task tree as ``[id, state, task spec name, last state change, [child ids], extra?]``.
+
+    ``extra`` is left out when empty; it holds only what differs from the usual: ``triggered``
+    (when true), ``internal_data`` (when not empty), and the task's data, written as
+    SpiffWorkflow writes it: in full (``data``) for a task without a parent, else as a delta
+    against the parent (``updates``, ``deletions``). A task's parent is the task that lists it
+    among its children; should a task ever disagree with that, ``parent`` is written too.
+    """
     tasks = workflow.tasks
-    return {uuid_text(tid): task_dict(task, tasks.get(task._parent), clean) for tid, task in tasks.items()}
+    entries = []
+    for tid, task in tasks.items():
+        entry = [
+            uuid_text(tid),
+            task._state,
+            task.task_spec.name,
+            task.last_state_change,
+            [uuid_text(child) for child in task._children],
+        ]
+        extra = {}
+        if task.triggered:
+            extra["triggered"] = True
+        if task.internal_data:
+            extra["internal_data"] = clean(task.internal_data)
+        parent = tasks.get(task._parent)
+        if parent is None:
+            if task.data:
+                extra["data"] = task.data
+        else:
+            if tid not in parent._children:
+                extra["parent"] = uuid_text(parent.id)
+            own, inherited = task.data, parent.data
+            if own != inherited:
+                updates = {k: v for k, v in own.items() if k not in inherited or v != inherited[k]}
+                if updates:
+                    extra["updates"] = updates
+                deletions = [k for k in inherited if k not in own]
+                if deletions:
+                    extra["deletions"] = deletions
+        if extra:
+            entry.append(extra)
+        entries.append(entry)
+    return entries
 
 
-def task_dict(task, parent, clean) -> dict:
-    """One task as SpiffWorkflow's TaskConverter writes it (data as a delta against the parent)."""
-    if parent is None:
-        data, delta = task.data, {}
-    else:
-        own, inherited = task.data, parent.data
-        data = {}
-        delta = {
-            "updates": {k: v for k, v in own.items() if k not in inherited or v != inherited[k]},
-            "deletions": [k for k in inherited if k not in own],
+def expand_tasks(entries: list) -> dict:
+    """:func:`compact_tasks`' lists back into SpiffWorkflow's task dictionaries, keyed by id."""
+    parents = {child: entry[0] for entry in entries for child in entry[4]}
+    expanded = {}
+    for entry in entries:
+        tid, state, spec_name, changed, children = entry[:5]
+        extra = entry[5] if len(entry) > 5 else {}
+        parent = extra.get("parent") or parents.get(tid)
+        expanded[tid] = {
+            "id": tid,
+            "parent": parent,
+            "children": children,
+            "last_state_change": changed,
+            "state": state,
+            "task_spec": spec_name,
+            "triggered": extra.get("triggered", False),
+            "internal_data": extra.get("internal_data", {}),
+            "data": extra.get("data", {}) if parent is None else {},
+            "delta": {}
+            if parent is None
+            else {"updates": extra.get("updates", {}), "deletions": extra.get("deletions", [])},
+            "typename": "Task",
         }
-    return {
-        "id": uuid_text(task.id),
-        "parent": uuid_text(task._parent) if parent is not None else None,
-        "children": [uuid_text(child) for child in task._children],
-        "last_state_change": task.last_state_change,
-        "state": task._state,
-        "task_spec": task.task_spec.name,
-        "triggered": task.triggered,
-        "internal_data": clean(task.internal_data),
-        "data": data,
-        "delta": delta,
-        "typename": "Task",
-    }
+    return expanded
 
 
 def _register_data_types(registry) -> None:
@@ -115,13 +159,14 @@ class StateSerializer:
         self._generic = SpecFreeWorkflowConverter(BpmnWorkflow, self._registry)
 
     def dump_state_generic(self, workflow: BpmnWorkflow) -> str:
-        """The same document through SpiffWorkflow's own converters (the reference for tests)."""
+        """The same state through SpiffWorkflow's own converters, with the tasks as the library
+        writes them: the reference for tests, and the document earlier releases stored (sdf-1)."""
         registry = self._registry
         registry._encoder_mode = True
         try:
             dct = registry.convert(workflow)
             dct["tasks"] = self._generic.mapping_to_dict(workflow.tasks)
-            dct["format"] = STATE_FORMAT
+            dct["format"] = READABLE_FORMATS[1]
             return json.dumps(dct, cls=self._serializer._encoder_cls, separators=(",", ":"))
         finally:
             registry._encoder_mode = False
@@ -136,11 +181,18 @@ class StateSerializer:
         finally:
             registry._encoder_mode = False
 
-    def load_state(self, text: str, spec, subprocess_specs: dict) -> BpmnWorkflow:
+    def state_document(self, text: str) -> dict:
+        """Stored state as SpiffWorkflow's dictionaries (compact tasks expanded), format checked."""
         dct = json.loads(text)
         found = dct.pop("format", None)
-        if found != STATE_FORMAT:
-            raise SdfError(f"instance state has format {found!r}; this engine reads {STATE_FORMAT!r}")
+        if found not in READABLE_FORMATS:
+            raise SdfError(f"instance state has format {found!r}; this engine reads {', '.join(READABLE_FORMATS)}")
+        if isinstance(dct["tasks"], list):
+            dct["tasks"] = expand_tasks(dct["tasks"])
+        return dct
+
+    def load_state(self, text: str, spec, subprocess_specs: dict) -> BpmnWorkflow:
+        dct = self.state_document(text)
         dct["spec"] = spec
         dct["subprocess_specs"] = dict(subprocess_specs)
         return self._registry.restore(dct)

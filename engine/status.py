@@ -30,11 +30,16 @@ class TaskStatus(StrEnum):
 ACTIVE_TASK_STATUSES = (TaskStatus.OPEN.value, TaskStatus.CLAIMED.value)
 
 
-def task_is_active(column):
-    """SQL condition "the task is open or claimed" (two equalities: no expanding IN parameters)."""
-    from sqlalchemy import or_
+ACTIVE_TASK_SQL = "status IN ('open', 'claimed')"  # the WHERE of the inbox's partial indexes
 
-    return or_(column == TaskStatus.OPEN.value, column == TaskStatus.CLAIMED.value)
+
+def task_is_active(column):
+    """SQL condition "the task is open or claimed", written with literal values exactly as the
+    partial indexes of the inbox are (``ACTIVE_TASK_SQL``): SQLite and PostgreSQL use a partial
+    index only for a query whose condition contains the index's own."""
+    from sqlalchemy import literal_column
+
+    return column.in_([literal_column(f"'{status}'") for status in ACTIVE_TASK_STATUSES])
 
 
 class IncidentStatus(StrEnum):

@@ -13,7 +13,7 @@ out of the cache while a transition uses it and put back only after a successful
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from dataclasses import dataclass, field
 from datetime import datetime
 from threading import Lock
@@ -34,6 +34,7 @@ from .schema import human_tasks, incidents
 from .status import IncidentStatus, InstanceStatus, TaskStatus, task_is_active
 
 _HEAD = "id, definition_id, process_id, business_key, status, lock_version, wake_at, started_by"
+InstanceHead = namedtuple("InstanceHead", _HEAD.replace(",", ""))  # what a transition needs of the row
 LOCK_INSTANCE = {
     "sqlite": fastsql.Statement(f"SELECT {_HEAD} FROM instances WHERE id = :instance_id"),
     "postgresql": fastsql.Statement(f"SELECT {_HEAD} FROM instances WHERE id = :instance_id FOR UPDATE"),
@@ -124,7 +125,7 @@ class Transition:
     now: datetime
     events: list[AuditEvent] = field(default_factory=list)
     human_before: dict = field(default_factory=dict)
-    human_after: dict = field(default_factory=dict)  # open human tasks when the change is saved
+    human_after: dict = field(default_factory=dict)  # READY human tasks when the change is saved
     failure: Failure | None = None
     saved_status: InstanceStatus | None = None
     saved_data_text: str | None = None
@@ -228,6 +229,7 @@ def open_transition(engine, conn, row, actor: str | None) -> Transition:
 
 def save(tr: Transition) -> int:
     """Write everything the transition changed; return the new row version."""
+    tr.human_after = humantasks.ready_human_tasks(tr.workflow)
     status = instance_status(tr)
     values = _instance_values(tr, status)
     before = {"status": tr.row.status, "ended_at": None, "wake_at": tr.row.wake_at}
@@ -245,6 +247,7 @@ def save(tr: Transition) -> int:
 
 def insert_instance(tr: Transition) -> int:
     """First save of a new instance (``tr.row`` is a placeholder without id)."""
+    tr.human_after = humantasks.ready_human_tasks(tr.workflow)
     status = instance_status(tr)
     values = _instance_values(tr, status)
     values.update(
@@ -298,7 +301,6 @@ def _instance_values(tr: Transition, status: InstanceStatus) -> dict:
     wf = tr.workflow
     final = status.is_final
     tr.saved_status = status
-    tr.human_after = humantasks.ready_human_tasks(wf)
     tr.saved_data_text = jsonutil.dumps(current_data(wf, tr.human_after))
     conn = tr.conn
     return {
@@ -335,7 +337,7 @@ def instance_status(tr: Transition) -> InstanceStatus:
         return InstanceStatus.COMPLETED
     if tr.failure is not None or _has_open_incident(tr):
         return InstanceStatus.ERROR
-    if any(t.state == TaskState.READY and t.task_spec.manual for t in all_tasks(wf)):
+    if tr.human_after:  # READY human tasks (save() found them before asking)
         return InstanceStatus.RUNNING
     return InstanceStatus.WAITING
 

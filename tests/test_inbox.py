@@ -136,3 +136,39 @@ def test_assign_does_not_take_a_task_from_a_colleague(review):
         review.assign(task["id"], "pia", "pia")
     assert review.assign(task["id"], "pia", "pat")["assignee"] == "pia"  # the assignee may hand it on
     assert review.assign(task["id"], "pat", "root")["assignee"] == "pat"  # and an admin may reassign
+
+
+def test_inbox_queries_use_the_open_task_indexes(review):
+    """The open-work lists are asked for in the words of the partial indexes (open and claimed
+    tasks only), so the database answers them from those, not by reading every completed task."""
+    import sqlalchemy as sa
+
+    first = review.start("review_loop", {})
+    review.complete(only_task(first)["id"], "pat", GOOD)
+    review.start("review_loop", {})
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "FROM human_tasks" in statement:
+            captured.append((statement, parameters))
+
+    sa.event.listen(review.db.engine, "before_cursor_execute", capture)
+    try:
+        review.list_tasks(user="pat")
+        review.list_tasks(candidate_group="project_manager")
+        review.list_tasks(assignee="pat")
+    finally:
+        sa.event.remove(review.db.engine, "before_cursor_execute", capture)
+    assert len(captured) == 3
+    with review.db.engine.connect() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        if review.db.is_sqlite:
+            explain = "EXPLAIN QUERY PLAN "
+        else:
+            cursor.execute("SET enable_seqscan = off")  # tiny tables: make the planner show its index choice
+            explain = "EXPLAIN "
+        for statement, parameters in captured:
+            cursor.execute(explain + statement, parameters)
+            plan = " ".join(str(row) for row in cursor.fetchall())
+            assert "ix_human_tasks_open_" in plan, (statement, plan)
+        cursor.close()

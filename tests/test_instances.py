@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from engine import transitions
-from engine.errors import Forbidden, InvalidInput, InvalidState, NotFound
+from engine.errors import Forbidden, InvalidInput, InvalidState, NotFound, SdfError
 from engine.schema import instances
 from tests.conftest import BPMN, add_team, make_engine, only_task
 
@@ -52,6 +52,44 @@ def test_instance_survives_a_new_engine(approval, database_url):
         other.close()
     assert after["status"] == "completed"
     assert after["data"] == {"x": 1, "doc": "d", "approved": False}
+
+
+def test_state_written_by_the_previous_release_still_loads(approval, database_url):
+    """Rows stored in the earlier format (sdf-1: tasks as SpiffWorkflow's full dictionaries)
+    are read by a new engine and continue; the next save writes the compact format."""
+    instance = approval.start("bench_approval", {"x": 1})
+    approval.complete(only_task(instance)["id"], "pat", {"doc": "d"})
+    with approval.db.read() as conn:
+        row = transitions.lock_instance(approval, conn, instance["id"])
+        workflow = transitions.open_transition(approval, conn, row, None).workflow
+    older = approval.serializer.dump_state_generic(workflow)
+    assert '"format":"sdf-1/' in older
+    with approval.db.write() as conn:
+        conn.execute(instances.update().where(instances.c.id == instance["id"]).values(state=older))
+    other = make_engine(database_url)
+    try:
+        after = other.complete(only_task(other.get_instance(instance["id"]))["id"], "quinn", {"approved": True})
+        assert after["status"] == "running" and only_task(after)["element_id"] == "accept"
+        assert after["data"] == {"x": 1, "doc": "d", "approved": True, "quality": 5}
+    finally:
+        other.close()
+    with approval.db.read() as conn:
+        state = conn.execute(sa.select(instances.c.state).where(instances.c.id == instance["id"])).scalar()
+    assert '"format":"sdf-2/' in state
+
+
+def test_unknown_state_format_is_refused_clearly(approval, database_url):
+    instance = approval.start("bench_approval", {})
+    with approval.db.write() as conn:
+        conn.execute(
+            instances.update().where(instances.c.id == instance["id"]).values(state='{"format":"sdf-9","tasks":[]}')
+        )
+    other = make_engine(database_url)
+    try:
+        with pytest.raises(SdfError, match="format 'sdf-9'"):
+            other.complete(only_task(instance)["id"], "pat", {})
+    finally:
+        other.close()
 
 
 def test_suspend_blocks_work_until_resumed(approval):
@@ -108,7 +146,8 @@ def test_instance_in_a_call_activity_shows_the_child_task(team):
 
 
 def test_fast_state_serializer_matches_spiffworkflows_own(team):
-    """engine.serializer writes task dictionaries itself for speed; they must equal the library's."""
+    """engine.serializer writes tasks in a compact form of its own for speed; read back they
+    must equal what the library's converters write."""
     from datetime import UTC, datetime
     from decimal import Decimal
 
@@ -118,11 +157,17 @@ def test_fast_state_serializer_matches_spiffworkflows_own(team):
         team.start("parallel_loop", {"repeat": True, "tags": ["a", "b"]}),
     ]
     team.complete(started[1]["tasks"][0]["id"], "quinn", {"nested": {"x": [1, 2]}})
+    deltas = 0
     for instance in started:
         with team.db.read() as conn:
             row = transitions.lock_instance(team, conn, instance["id"])
             tr = transitions.open_transition(team, conn, row, None)
-        assert team.serializer.dump_state(tr.workflow) == team.serializer.dump_state_generic(tr.workflow)
+        ours = team.serializer.state_document(team.serializer.dump_state(tr.workflow))
+        library = team.serializer.state_document(team.serializer.dump_state_generic(tr.workflow))
+        assert ours == library
+        assert len(ours["tasks"]) > 5
+        deltas += sum(1 for t in ours["tasks"].values() if t["delta"].get("updates") or t["delta"].get("deletions"))
+    assert deltas  # the comparison covered data written as deltas
 
 
 def test_values_scripts_create_survive_storage(team, tmp_path, database_url):
