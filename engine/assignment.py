@@ -10,7 +10,6 @@ plugin can never hand work to someone outside the lane.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import sqlalchemy as sa
@@ -23,13 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def prepare(tr, task, info):
-    """Apply the scoring and assignment hooks to a task about to be inserted."""
+    """Apply the scoring and assignment hooks to a task about to be inserted (``info`` is the
+    transition's own, fresh from :func:`engine.humantasks.describe`, and is updated in place)."""
     hook = tr.engine.plugins.hook
     scored = hook.score_task_priority(task=_task_view(info), data=dict(task.data))
     if scored is not None:
-        info = dataclasses.replace(info, priority=max(0, min(100, int(scored))))
+        info.priority = max(0, min(100, int(scored)))
     if info.auto_assign and info.candidate_group:
-        info = dataclasses.replace(info, assignee=_choose(tr, info))
+        info.assignee = _choose(tr, info)
     return info
 
 

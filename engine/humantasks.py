@@ -20,8 +20,11 @@ from .runner import all_tasks
 DEFAULT_PRIORITY = 50
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class HumanTaskInfo:
+    """What the inbox row of a new task holds; made by :func:`describe` for one transition,
+    which then applies the priority and assignment hooks to it before inserting the row."""
+
     spiff_task_id: str
     element_id: str
     title: str

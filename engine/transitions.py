@@ -29,7 +29,7 @@ from SpiffWorkflow.util.task import TaskState
 from . import assignment, audit, fastsql, humantasks, jsonutil, messages, outbox, servicetasks
 from .audit import AuditEvent, EventType
 from .errors import Conflict, NotFound
-from .runner import Failure, advance, all_tasks
+from .runner import Failure, advance, all_tasks, workflow_completed
 from .schema import human_tasks, incidents
 from .status import IncidentStatus, InstanceStatus, TaskStatus, task_is_active
 
@@ -333,7 +333,7 @@ def instance_status(tr: Transition) -> InstanceStatus:
     if tr.status_override is not None:
         return tr.status_override
     wf = tr.workflow
-    if wf.is_completed():
+    if workflow_completed(wf):
         return InstanceStatus.COMPLETED
     if tr.failure is not None or _has_open_incident(tr):
         return InstanceStatus.ERROR
@@ -351,7 +351,7 @@ def _has_open_incident(tr: Transition) -> bool:
 def current_data(workflow, open_tasks: dict) -> dict:
     """The process data as of the latest step, including what the open human tasks' pre-scripts
     set (the end data once completed). ``open_tasks`` is :func:`humantasks.ready_human_tasks`."""
-    if workflow.is_completed():
+    if workflow_completed(workflow):
         return dict(workflow.data)
     last = workflow.last_task
     data = dict(last.data) if last is not None else {}

@@ -223,3 +223,26 @@ def test_the_manager_groups_are_a_setting(database_url):
         assert engine.suspend(instance["id"], "sam")["status"] == "suspended"  # sponsor
     finally:
         engine.close()
+
+
+def test_completion_check_agrees_with_spiffworkflow_at_every_step(approval):
+    """The engine answers "is the workflow completed?" from the task map (the library walks the
+    tree); the two must agree before, during and after a run, including a rejected branch."""
+    from engine.runner import workflow_completed
+
+    def check(instance):
+        with approval.db.read() as conn:
+            row = transitions.lock_instance(approval, conn, instance["id"])
+            workflow = transitions.open_transition(approval, conn, row, None).workflow
+        assert workflow_completed(workflow) == workflow.is_completed()
+        return workflow_completed(workflow)
+
+    seen = []
+    for answers in ([{"doc": "d"}, {"approved": True}, {}], [{"doc": "d"}, {"approved": False}]):
+        instance = approval.start("bench_approval", {})
+        seen.append(check(instance))
+        for actor, answer in zip(("pat", "quinn", "casey"), answers, strict=False):  # a rejection ends early
+            instance = approval.complete(only_task(instance)["id"], actor, answer)
+            seen.append(check(instance))
+        assert instance["status"] == "completed"
+    assert seen == [False, False, False, True, False, False, True]
