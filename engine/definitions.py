@@ -9,6 +9,7 @@ either every process of the bundle is stored, or nothing is.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import OrderedDict
@@ -39,6 +40,15 @@ class Definition:
     subprocess_specs: dict
     forms: dict[str, dict]
     _validators: dict = field(default_factory=dict, repr=False)
+
+    @functools.cached_property
+    def has_service_tasks(self) -> bool:
+        """Whether the process, or a process it calls, has a service task: the transitions of
+        the many that have none skip looking for pending calls."""
+        from .servicetasks import AsyncServiceTask
+
+        specs = [self.spec, *self.subprocess_specs.values()]
+        return any(isinstance(ts, AsyncServiceTask) for s in specs for ts in s.task_specs.values())
 
     def form_validator(self, form_name: str):
         if form_name not in self._validators:

@@ -12,7 +12,6 @@ interrupt a slow call.
 from __future__ import annotations
 
 import uuid
-import weakref
 
 from SpiffWorkflow.bpmn.parser.util import full_tag
 from SpiffWorkflow.spiff.parser.task_spec import ServiceTaskParser
@@ -50,27 +49,12 @@ PARSER_OVERRIDES = {full_tag("serviceTask"): (ServiceTaskParser, AsyncServiceTas
 SERIALIZER_CONFIG = {AsyncServiceTask: ServiceTaskConverter}
 
 
-_HAS_SERVICE_TASKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _has_service_tasks(workflow) -> bool:
-    """Whether the process (or a process it calls) has a service task at all; known per spec,
-    so the tasks of the many processes without one are not looked through on every change."""
-    spec = workflow.spec
-    found = _HAS_SERVICE_TASKS.get(spec)
-    if found is None:
-        specs = [spec, *workflow.subprocess_specs.values()]
-        found = any(isinstance(ts, AsyncServiceTask) for s in specs for ts in s.task_specs.values())
-        _HAS_SERVICE_TASKS[spec] = found
-    return found
-
-
-def pending_calls(workflow) -> dict[str, object]:
+def pending_calls(workflow, definition) -> dict[str, object]:
     """STARTED service tasks (and their subprocesses'), keyed by task id: calls not yet made."""
+    if not definition.has_service_tasks:
+        return {}
     from .runner import all_tasks
 
-    if not _has_service_tasks(workflow):
-        return {}
     return {
         str(t.id): t
         for t in all_tasks(workflow)

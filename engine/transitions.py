@@ -223,7 +223,7 @@ def open_transition(engine, conn, row, actor: str | None) -> Transition:
     tr = Transition(engine, conn, row, definition, workflow, actor, engine.clock())
     tr.human_before = humantasks.ready_human_tasks(workflow)
     messages.capture(tr)
-    tr.calls_before = servicetasks.pending_calls(workflow)
+    tr.calls_before = servicetasks.pending_calls(workflow, definition)
     return tr
 
 
@@ -315,7 +315,7 @@ def _instance_values(tr: Transition, status: InstanceStatus) -> dict:
 
 def _finish(tr: Transition, status: InstanceStatus) -> None:
     _sync_human_tasks(tr)
-    created = outbox.record_calls(tr, tr.calls_before, servicetasks.pending_calls(tr.workflow))
+    created = outbox.record_calls(tr, tr.calls_before, servicetasks.pending_calls(tr.workflow, tr.definition))
     if created:
         tr.after_commit(lambda: tr.engine.jobs_created(created))
     if tr.failure is not None:

@@ -4,7 +4,8 @@ Machines here are shared and noisy, so every figure is reported next to a baseli
 in the same process: the ratio is what to compare between runs, not the raw rate.
 - throughput: a three-user-task approval (start + 3 completions) run N times through raw
   SpiffWorkflow (parse once, everything in memory, default script engine) and through the
-  engine's public API with durable storage (SQLite file, and PostgreSQL when given).
+  engine's public API with durable storage (SQLite file, and PostgreSQL when given), in
+  alternating rounds (see :func:`_measure`).
 - loop growth: milliseconds per task completion in an instance whose rework loop has
   already been taken 10, 100 and 1,000 times (should stay flat: history is pruned from the
   task tree, see engine/compaction.py).
@@ -98,23 +99,34 @@ def loop_growth(engine, depths: list[int]) -> dict[str, float]:
     return result
 
 
+ROUNDS = 8  # alternating raw / durable rounds per measurement
+
+
 def _measure(url: str, count: int, depths: list[int], progress) -> dict:
+    """Raw and durable throughput in alternating rounds, so both meet the same machine.
+
+    The instances are split into :data:`ROUNDS` rounds of raw then durable runs. A shared machine
+    slows whole stretches of time; each path's rate is its best round (the least disturbed,
+    as ``timeit`` reports), and the median of the per-round ratios is reported beside it.
+    """
     engine = _prepared_engine(url)
+    rounds = max(1, min(ROUNDS, count // 10))
+    size = max(1, count // rounds)
     try:
         raw_rate(max(10, count // 10))  # warm-up both paths (imports, caches)
         durable_rate(engine, max(10, count // 10))
-        raw = raw_rate(count)
-        durable = durable_rate(engine, count)
-        raw_again = raw_rate(count)  # bracket the durable run: the machine is noisy
-        raw = (raw + raw_again) / 2
+        pairs = [(raw_rate(size), durable_rate(engine, size)) for _ in range(rounds)]
         growth = loop_growth(engine, depths) if depths else {}
     finally:
         engine.close()
+    raw, durable = max(r for r, _ in pairs), max(d for _, d in pairs)
     report = {
         "raw_per_s": round(raw, 1),
         "durable_per_s": round(durable, 1),
         "ratio": round(durable / raw, 3),
-        "instances": count,
+        "ratio_median_of_rounds": round(statistics.median(d / r for r, d in pairs), 3),
+        "rounds": rounds,
+        "instances": size * rounds,
         "loop_ms_per_completion": growth,
     }
     if growth:
@@ -128,7 +140,7 @@ def _measure(url: str, count: int, depths: list[int], progress) -> dict:
 def _describe(name: str, r: dict) -> str:
     text = (
         f"{name}: raw SpiffWorkflow {r['raw_per_s']}/s, durable {r['durable_per_s']}/s, "
-        f"ratio {r['ratio']} (target >= 0.333)"
+        f"ratio {r['ratio']} (target >= 0.333; median of {r['rounds']} rounds {r['ratio_median_of_rounds']})"
     )
     if r["loop_ms_per_completion"]:
         loops = ", ".join(f"{k}: {v} ms" for k, v in r["loop_ms_per_completion"].items())
