@@ -36,7 +36,7 @@ class EventType:
     DEFINITION_DEPLOYED = "definition_deployed"
 
 
-@dataclass
+@dataclass(slots=True)
 class AuditEvent:
     type: str
     at: datetime
@@ -45,17 +45,6 @@ class AuditEvent:
     element_id: str | None = None
     actor: str | None = None
     data: dict = field(default_factory=dict)
-
-    def row(self) -> dict:
-        return {
-            "type": self.type,
-            "at": self.at,
-            "instance_id": self.instance_id,
-            "task_id": self.task_id,
-            "element_id": self.element_id,
-            "actor": self.actor,
-            "data": jsonutil.dumps(self.data) if self.data else None,
-        }
 
 
 INSERT_EVENT = fastsql.Statement("""
@@ -66,9 +55,20 @@ INSERT_EVENT = fastsql.Statement("""
 def write(conn, batch: list[AuditEvent]) -> None:
     """Append events (one executemany on the driver: this runs in every transition)."""
     if batch:
-        rows = [event.row() for event in batch]
-        for row in rows:
-            row["at"] = fastsql.db_time(conn, row["at"])
+        at = fastsql.db_time
+        dumps = jsonutil.dumps
+        rows = [
+            {
+                "type": e.type,
+                "at": at(conn, e.at),
+                "instance_id": e.instance_id,
+                "task_id": e.task_id,
+                "element_id": e.element_id,
+                "actor": e.actor,
+                "data": dumps(e.data) if e.data else None,
+            }
+            for e in batch
+        ]
         fastsql.executemany(conn, INSERT_EVENT, rows)
 
 

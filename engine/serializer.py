@@ -18,6 +18,7 @@ from SpiffWorkflow.bpmn.serializer.workflow import VERSION
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
+from . import jsonutil
 from .errors import SdfError
 from .servicetasks import SERIALIZER_CONFIG
 
@@ -157,6 +158,9 @@ class StateSerializer:
         self._serializer = BpmnWorkflowSerializer(registry)
         self._registry = self._serializer.registry
         self._generic = SpecFreeWorkflowConverter(BpmnWorkflow, self._registry)
+        # SpiffWorkflow's encoder: its default() writes typed values (dates, Decimal...) as the
+        # registry's {"typename": ...} dictionaries; the fallback for what orjson declines
+        self._encoder = self._serializer._encoder_cls(separators=(",", ":"))
 
     def dump_state_generic(self, workflow: BpmnWorkflow) -> str:
         """The same state through SpiffWorkflow's own converters, with the tasks as the library
@@ -177,13 +181,13 @@ class StateSerializer:
         try:
             dct = registry.convert(workflow)
             dct["format"] = STATE_FORMAT
-            return json.dumps(dct, cls=self._serializer._encoder_cls, separators=(",", ":"))
+            return jsonutil.encode(dct, self._encoder.default, self._encoder)
         finally:
             registry._encoder_mode = False
 
     def state_document(self, text: str) -> dict:
         """Stored state as SpiffWorkflow's dictionaries (compact tasks expanded), format checked."""
-        dct = json.loads(text)
+        dct = jsonutil.decode(text)
         found = dct.pop("format", None)
         if found not in READABLE_FORMATS:
             raise SdfError(f"instance state has format {found!r}; this engine reads {', '.join(READABLE_FORMATS)}")

@@ -187,6 +187,54 @@ def test_values_scripts_create_survive_storage(team, tmp_path, database_url):
     assert after["data"]["fee"] == "25.00"
 
 
+def test_typed_and_large_values_come_back_from_storage_as_they_were(team, tmp_path, database_url):
+    """State is written with orjson; what it declines (integers beyond 64 bits) falls back to the
+    standard library, and typed values keep their types through a fresh engine's load."""
+    from datetime import date, datetime
+    from decimal import Decimal
+
+    from tests import processes
+
+    script = (
+        "fee = Decimal('12.50') * 2\nstart_day = date(2026, 3, 1)\nstarted = datetime(2026, 3, 1, 9, 30)\n"
+        "big = 2 ** 70\nlabels = {'café': 'ü'}\n"
+    )
+    team.deploy([processes.write(tmp_path, "typed.bpmn", processes.script_then_task("typed", script))])
+    instance = team.complete(only_task(team.start("typed", {}))["id"], "pat", {})
+    assert instance["data"]["big"] == 2**70 and instance["data"]["labels"] == {"café": "ü"}
+    other = make_engine(database_url)  # nothing cached: the state is read back from the row
+    try:
+        with other.db.read() as conn:
+            row = transitions.lock_instance(other, conn, instance["id"])
+            workflow = transitions.open_transition(other, conn, row, None).workflow
+    finally:
+        other.close()
+    data = next(t for t in workflow.tasks.values() if t.task_spec.name == "check").data
+    assert data["fee"] == Decimal("25.00") and isinstance(data["fee"], Decimal)
+    assert type(data["start_day"]) is date and data["start_day"] == date(2026, 3, 1)
+    assert data["started"] == datetime(2026, 3, 1, 9, 30)
+    assert data["big"] == 2**70 and data["labels"] == {"café": "ü"}
+
+
+def test_state_text_with_nan_from_the_standard_library_still_loads(approval, database_url):
+    """The standard library wrote a float NaN as a bare ``NaN`` (not JSON); such rows still load."""
+    instance = approval.start("bench_approval", {"ratio": float("nan"), "n": 1})
+    with approval.db.read() as conn:
+        row = transitions.lock_instance(approval, conn, instance["id"])
+        workflow = transitions.open_transition(approval, conn, row, None).workflow
+    older = approval.serializer.dump_state_generic(workflow)
+    assert "NaN" in older
+    with approval.db.write() as conn:
+        conn.execute(instances.update().where(instances.c.id == instance["id"]).values(state=older))
+    other = make_engine(database_url)
+    try:
+        after = other.complete(only_task(instance)["id"], "pat", {"doc": "d"})
+    finally:
+        other.close()
+    assert after["status"] == "running" and after["data"]["n"] == 1
+    assert after["data"]["ratio"] is None  # JSON has no NaN: stored from now on as null
+
+
 def test_instance_actions_require_a_known_user(approval):
     instance = approval.start("bench_approval", {})
     with pytest.raises(NotFound, match="unknown user 'nobody'"):
