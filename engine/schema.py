@@ -117,6 +117,13 @@ instances = sa.Table(
     sa.Column("wake_at", UTCDateTime, index=True),
 )
 
+
+def _open_task_index(name: str, column: str) -> sa.Index:
+    """An inbox index over open and claimed tasks only (a partial index on both backends)."""
+    active = sa.text(ACTIVE_TASK_SQL)
+    return sa.Index(f"ix_human_tasks_open_{name}", column, "priority", sqlite_where=active, postgresql_where=active)
+
+
 human_tasks = sa.Table(
     "human_tasks",
     metadata,
@@ -142,20 +149,7 @@ human_tasks = sa.Table(
     # The inbox indexes hold open and claimed tasks only: a completed task leaves them, so they
     # stay as small as the open work (a page or two on most teams) however long the history,
     # and completing a task rewrites one small index page instead of two scattered ones.
-    sa.Index(
-        "ix_human_tasks_open_group",
-        "candidate_group",
-        "priority",
-        sqlite_where=sa.text(ACTIVE_TASK_SQL),
-        postgresql_where=sa.text(ACTIVE_TASK_SQL),
-    ),
-    sa.Index(
-        "ix_human_tasks_open_assignee",
-        "assignee",
-        "priority",
-        sqlite_where=sa.text(ACTIVE_TASK_SQL),
-        postgresql_where=sa.text(ACTIVE_TASK_SQL),
-    ),
+    *(_open_task_index(name, column) for name, column in (("group", "candidate_group"), ("assignee", "assignee"))),
 )
 
 events = sa.Table(

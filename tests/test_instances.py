@@ -13,6 +13,22 @@ from tests.conftest import BPMN, add_team, make_engine, only_task
 APPROVAL = "engine/bench/approval.bpmn"
 
 
+def loaded_workflow(engine, instance_id: int):
+    """The instance's workflow as a transition would open it (from the cache, else the row)."""
+    with engine.db.read() as conn:
+        row = transitions.lock_instance(engine, conn, instance_id)
+        return transitions.open_transition(engine, conn, row, None).workflow
+
+
+def store_in_older_format(engine, instance_id: int) -> str:
+    """Rewrite the instance's state row as the previous release wrote it (SpiffWorkflow's task
+    dictionaries, standard-library JSON); return that text."""
+    older = engine.serializer.dump_state_generic(loaded_workflow(engine, instance_id))
+    with engine.db.write() as conn:
+        conn.execute(instances.update().where(instances.c.id == instance_id).values(state=older))
+    return older
+
+
 @pytest.fixture
 def approval(team):
     team.deploy([APPROVAL])
@@ -59,13 +75,7 @@ def test_state_written_by_the_previous_release_still_loads(approval, database_ur
     are read by a new engine and continue; the next save writes the compact format."""
     instance = approval.start("bench_approval", {"x": 1})
     approval.complete(only_task(instance)["id"], "pat", {"doc": "d"})
-    with approval.db.read() as conn:
-        row = transitions.lock_instance(approval, conn, instance["id"])
-        workflow = transitions.open_transition(approval, conn, row, None).workflow
-    older = approval.serializer.dump_state_generic(workflow)
-    assert '"format":"sdf-1/' in older
-    with approval.db.write() as conn:
-        conn.execute(instances.update().where(instances.c.id == instance["id"]).values(state=older))
+    assert '"format":"sdf-1/' in store_in_older_format(approval, instance["id"])
     other = make_engine(database_url)
     try:
         after = other.complete(only_task(other.get_instance(instance["id"]))["id"], "quinn", {"approved": True})
@@ -159,11 +169,9 @@ def test_fast_state_serializer_matches_spiffworkflows_own(team):
     team.complete(started[1]["tasks"][0]["id"], "quinn", {"nested": {"x": [1, 2]}})
     deltas = 0
     for instance in started:
-        with team.db.read() as conn:
-            row = transitions.lock_instance(team, conn, instance["id"])
-            tr = transitions.open_transition(team, conn, row, None)
-        ours = team.serializer.state_document(team.serializer.dump_state(tr.workflow))
-        library = team.serializer.state_document(team.serializer.dump_state_generic(tr.workflow))
+        workflow = loaded_workflow(team, instance["id"])
+        ours = team.serializer.state_document(team.serializer.dump_state(workflow))
+        library = team.serializer.state_document(team.serializer.dump_state_generic(workflow))
         assert ours == library
         assert len(ours["tasks"]) > 5
         deltas += sum(1 for t in ours["tasks"].values() if t["delta"].get("updates") or t["delta"].get("deletions"))
@@ -204,9 +212,7 @@ def test_typed_and_large_values_come_back_from_storage_as_they_were(team, tmp_pa
     assert instance["data"]["big"] == 2**70 and instance["data"]["labels"] == {"café": "ü"}
     other = make_engine(database_url)  # nothing cached: the state is read back from the row
     try:
-        with other.db.read() as conn:
-            row = transitions.lock_instance(other, conn, instance["id"])
-            workflow = transitions.open_transition(other, conn, row, None).workflow
+        workflow = loaded_workflow(other, instance["id"])
     finally:
         other.close()
     data = next(t for t in workflow.tasks.values() if t.task_spec.name == "check").data
@@ -219,13 +225,7 @@ def test_typed_and_large_values_come_back_from_storage_as_they_were(team, tmp_pa
 def test_state_text_with_nan_from_the_standard_library_still_loads(approval, database_url):
     """The standard library wrote a float NaN as a bare ``NaN`` (not JSON); such rows still load."""
     instance = approval.start("bench_approval", {"ratio": float("nan"), "n": 1})
-    with approval.db.read() as conn:
-        row = transitions.lock_instance(approval, conn, instance["id"])
-        workflow = transitions.open_transition(approval, conn, row, None).workflow
-    older = approval.serializer.dump_state_generic(workflow)
-    assert "NaN" in older
-    with approval.db.write() as conn:
-        conn.execute(instances.update().where(instances.c.id == instance["id"]).values(state=older))
+    assert "NaN" in store_in_older_format(approval, instance["id"])
     other = make_engine(database_url)
     try:
         after = other.complete(only_task(instance)["id"], "pat", {"doc": "d"})
@@ -279,9 +279,7 @@ def test_completion_check_agrees_with_spiffworkflow_at_every_step(approval):
     from engine.runner import workflow_completed
 
     def check(instance):
-        with approval.db.read() as conn:
-            row = transitions.lock_instance(approval, conn, instance["id"])
-            workflow = transitions.open_transition(approval, conn, row, None).workflow
+        workflow = loaded_workflow(approval, instance["id"])
         assert workflow_completed(workflow) == workflow.is_completed()
         return workflow_completed(workflow)
 
