@@ -97,3 +97,38 @@ def test_sqlite_write_connections_are_kept_per_thread_and_closed_when_the_thread
     write_once()  # the kept connection is usable after a rollback
     sqlite_engine.close()
     assert db.engine.pool.checkedout() == 0
+
+
+@pytest.mark.parametrize("statement", ["core", "driver"])
+def test_a_failed_write_transaction_leaves_nothing_behind(engine, statement):
+    """Whether a transaction's statements went through SQLAlchemy Core or straight to the driver
+    (the hot path), an exception rolls all of it back, no after-commit callback runs, and the
+    (kept) connection serves the next transaction; a successful one stores both kinds."""
+    from engine import fastsql
+    from engine.schema import groups
+
+    insert = fastsql.Statement("INSERT INTO groups (name) VALUES (:name)")
+    ran = []
+
+    def add(conn, name):
+        conn.info.setdefault("sdf_after_commit", []).append(lambda: ran.append(name))
+        if statement == "core":
+            conn.execute(groups.insert().values(name=name))
+        else:
+            fastsql.execute(conn, insert, {"name": name})
+
+    def names():
+        with engine.db.read() as conn:
+            return set(conn.execute(sa.select(groups.c.name)).scalars())
+
+    before = names()
+    with pytest.raises(RuntimeError):
+        with engine.db.write() as conn:
+            add(conn, "doomed")
+            fastsql.execute(conn, insert, {"name": "doomed_too"})
+            raise RuntimeError("fails after writing")
+    assert names() == before and ran == []
+    with engine.db.write() as conn:
+        add(conn, "kept")
+        conn.execute(groups.insert().values(name="kept_core"))
+    assert names() == before | {"kept", "kept_core"} and ran == ["kept"]
