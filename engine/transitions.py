@@ -446,11 +446,11 @@ def _insert_tasks(tr: Transition, tasks: list) -> None:
                 "priority": i.priority,
                 "due_at": at(i.due_at),
                 "follow_up_at": at(i.follow_up_at),
-                "status": TaskStatus.CLAIMED.value if i.assignee else TaskStatus.OPEN.value,
+                "status": _initial_status(i),
                 "form": i.form,
                 "instructions": i.instructions,
                 "created_at": at(tr.now),
-                "claimed_at": at(tr.now) if i.assignee else None,
+                "claimed_at": at(tr.now) if i.assignee else None,  # assigned as it opened
             },
         )
         for i in infos
@@ -564,7 +564,7 @@ def _new_task_dict(task_id: int, info, tr: Transition) -> dict:
         "title": info.title,
         "candidate_group": info.candidate_group,
         "assignee": info.assignee,
-        "status": TaskStatus.CLAIMED.value if info.assignee else TaskStatus.OPEN.value,
+        "status": _initial_status(info),
         "priority": info.priority,
         "due_at": _iso(info.due_at),
         "follow_up_at": _iso(info.follow_up_at),
@@ -574,10 +574,15 @@ def _new_task_dict(task_id: int, info, tr: Transition) -> dict:
         "business_key": tr.row.business_key,
         "instance_status": tr.saved_status.value,
         "created_at": tr.now.isoformat(),
-        "claimed_at": None,
+        "claimed_at": tr.now.isoformat() if info.assignee else None,
         "completed_at": None,
         "completed_by": None,
     }
+
+
+def _initial_status(info) -> str:
+    """A new task is claimed when the assignment hook chose someone, else open to its group."""
+    return TaskStatus.CLAIMED.value if info.assignee else TaskStatus.OPEN.value
 
 
 def _iso(value):

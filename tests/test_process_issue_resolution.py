@@ -218,6 +218,19 @@ def test_happy_path_assigns_the_skilled_engineer_and_closes(issues):
     assert "gateway_decision" in [e["type"] for e in history]
 
 
+def test_an_assigned_task_reads_the_same_in_the_answer_as_in_the_inbox(issues):
+    """The instance returned by the completion that opened an auto-assigned task describes it as
+    the inbox row does: claimed by the chosen engineer, since that moment."""
+    instance_id = reported(issues)
+    triage = open_tasks(issues, instance_id)["triage"]
+    after = issues.complete(triage["id"], "pat", {"impact": "high", "urgency": "high", "required_skills": "support"})
+    answered = {t["element_id"]: t for t in after["tasks"]}["resolve_issue"]
+    stored = issues.get_task(answered["id"])
+    assert (answered["assignee"], answered["status"]) == ("eve", "claimed")
+    assert answered["claimed_at"] is not None and answered["claimed_at"] == stored["claimed_at"]
+    assert {k: answered[k] for k in stored} == stored
+
+
 def test_form_rejects_an_unknown_impact(issues):
     instance = issues.start("issue_resolution", actor="casey")
     report = open_tasks(issues, instance["id"])["report_issue"]
