@@ -20,6 +20,14 @@ from sqlalchemy import event
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
+_AFTER_COMMIT = "sdf_after_commit"
+
+
+def after_commit(conn: sa.Connection, callback) -> None:
+    """Run ``callback()`` once the write transaction on ``conn`` has committed (never on rollback)."""
+    conn.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
 class Database:
     """One SQLAlchemy engine plus the transaction helpers the engine uses."""
 
@@ -38,8 +46,8 @@ class Database:
     def write(self):
         """A write transaction: commits on success, rolls back on any exception.
 
-        Code inside may append callables to ``conn.info["sdf_after_commit"]``; they run only
-        after the commit succeeded (e.g. to put a workflow back into the in-process cache).
+        Code inside may register callables with :func:`after_commit`; they run only after the
+        commit succeeded (e.g. to put a workflow back into the in-process cache).
         """
         with self.scope():
             conn, kept = self._writer()
@@ -52,7 +60,7 @@ class Database:
                         with conn.begin():
                             yield conn
                 finally:
-                    callbacks = conn.info.pop("sdf_after_commit", [])
+                    callbacks = conn.info.pop(_AFTER_COMMIT, [])
             finally:
                 if kept:
                     self._writers.busy = False

@@ -122,7 +122,7 @@ def change(
     except BaseException:
         engine.workflows.drop(instance_id)
         raise
-    conn.info.setdefault("sdf_after_commit", []).append(lambda: engine.workflows.put(instance_id, version, tr.workflow))
+    tr.after_commit(lambda: engine.workflows.put(instance_id, version, tr.workflow))
     return after
 
 

@@ -28,6 +28,7 @@ from SpiffWorkflow.spiff.specs.event_definitions import ErrorEventDefinition
 from SpiffWorkflow.util.task import TaskState
 
 from . import instances, jsonutil
+from .db import after_commit
 from .errors import Conflict, InvalidState
 from .operators import BusinessError, CompletedWithError, ServiceCall
 from .outbox import JobStatus
@@ -178,7 +179,7 @@ def _failed(engine, job, exc: Exception) -> None:
     if job.attempts < job.max_attempts:
         delay = job.backoff_seconds * (2 ** (job.attempts - 1))
         with engine.db.write() as conn:
-            conn.info.setdefault("sdf_after_commit", []).append(lambda: engine.jobs_created([job.id], delay))
+            after_commit(conn, lambda: engine.jobs_created([job.id], delay))
             now = engine.clock()
             conn.execute(
                 outbox.update()

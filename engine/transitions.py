@@ -26,7 +26,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.util.task import TaskState
 
-from . import assignment, audit, fastsql, humantasks, jsonutil, messages, outbox, servicetasks
+from . import assignment, audit, db, fastsql, humantasks, jsonutil, messages, outbox, servicetasks
 from .audit import AuditEvent, EventType
 from .errors import Conflict, NotFound
 from .runner import Failure, advance, all_tasks, workflow_completed
@@ -141,7 +141,7 @@ class Transition:
 
     def after_commit(self, callback) -> None:
         """Run ``callback()`` once this transition's transaction has committed (never on rollback)."""
-        self.conn.info.setdefault("sdf_after_commit", []).append(callback)
+        db.after_commit(self.conn, callback)
 
     def record(
         self,

@@ -105,13 +105,14 @@ def test_a_failed_write_transaction_leaves_nothing_behind(engine, statement):
     (the hot path), an exception rolls all of it back, no after-commit callback runs, and the
     (kept) connection serves the next transaction; a successful one stores both kinds."""
     from engine import fastsql
+    from engine.db import after_commit
     from engine.schema import groups
 
     insert = fastsql.Statement("INSERT INTO groups (name) VALUES (:name)")
     ran = []
 
     def add(conn, name):
-        conn.info.setdefault("sdf_after_commit", []).append(lambda: ran.append(name))
+        after_commit(conn, lambda: ran.append(name))
         if statement == "core":
             conn.execute(groups.insert().values(name=name))
         else:
