@@ -14,7 +14,7 @@ import logging
 
 import sqlalchemy as sa
 
-from .audit import EventType
+from .audit import ENGINE_ACTOR, EventType
 from .schema import groups, human_tasks, memberships, user_skills, users
 from .status import task_is_active
 
@@ -85,7 +85,7 @@ def record(tr, assigned: list[tuple[int, object]]) -> None:
             EventType.TASK_ASSIGNED,
             task_id=task_id,
             element_id=info.element_id,
-            actor="engine",
+            actor=ENGINE_ACTOR,
             data={"assignee": info.assignee, "previous": None, "by": "choose_assignee"},
         )
 

@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from . import fastsql, jsonutil
 from .schema import events
 
+ENGINE_ACTOR = "engine"  # the actor of what the engine does by itself (timers, steps, starts on a schedule)
+
 
 class EventType:
     INSTANCE_STARTED = "instance_started"

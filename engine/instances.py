@@ -10,7 +10,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
 from . import startevents, transitions
-from .audit import EventType
+from .audit import ENGINE_ACTOR, EventType
 from .errors import Forbidden, InvalidInput, InvalidState, NotFound
 from .jsonutil import loads
 from .runner import describe_failure
@@ -126,7 +126,6 @@ def change(
     return after
 
 
-ENGINE_ACTOR = "engine"
 ACTIVE = (InstanceStatus.RUNNING.value, InstanceStatus.WAITING.value, InstanceStatus.ERROR.value)
 
 

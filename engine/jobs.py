@@ -28,6 +28,7 @@ from SpiffWorkflow.spiff.specs.event_definitions import ErrorEventDefinition
 from SpiffWorkflow.util.task import TaskState
 
 from . import instances, jsonutil
+from .audit import ENGINE_ACTOR
 from .db import after_commit
 from .errors import Conflict, InvalidState
 from .operators import BusinessError, CompletedWithError, ServiceCall
@@ -128,7 +129,7 @@ def _record(engine, job, outcome, error: str | None = None) -> None:
         tr.run_engine()
 
     try:
-        instances.change(engine, job.instance_id, "engine", apply)
+        instances.change(engine, job.instance_id, ENGINE_ACTOR, apply)
     except (Conflict, InvalidState) as exc:
         log.info("job %s result not recorded: %s", job.id, exc.message)
 
@@ -149,7 +150,7 @@ def _complete_task(tr, task, result) -> None:
     tr.record(
         "service_call_completed",
         element_id=task.task_spec.bpmn_id,
-        actor="engine",
+        actor=ENGINE_ACTOR,
         data={"operator": task.task_spec.operation_name},
     )
 
@@ -161,7 +162,7 @@ def _route_business_error(tr, task, job, exc: BusinessError) -> None:
     tr.record(
         "service_business_error",
         element_id=task.task_spec.bpmn_id,
-        actor="engine",
+        actor=ENGINE_ACTOR,
         data={"operator": job.operator, "code": exc.code, "message": str(exc)},
     )
     if not caught:
@@ -208,7 +209,7 @@ def _failed(engine, job, exc: Exception) -> None:
             )
 
     try:
-        instances.change(engine, job.instance_id, "engine", apply)
+        instances.change(engine, job.instance_id, ENGINE_ACTOR, apply)
     except (Conflict, InvalidState) as exc:
         log.info("failure of job %s not recorded: %s", job.id, exc.message)
 

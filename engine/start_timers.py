@@ -52,13 +52,12 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
 from . import startevents, transitions
-from .audit import EventType
+from .audit import ENGINE_ACTOR, EventType
 from .errors import DefinitionInvalid
 from .schema import start_timers
 from .validation import Problem
 
 log = logging.getLogger(__name__)
-ENGINE_ACTOR = "engine"
 _KINDS = {
     CycleTimerEventDefinition: "timeCycle",
     TimeDateEventDefinition: "timeDate",

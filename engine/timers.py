@@ -21,13 +21,13 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from . import instances
+from .audit import ENGINE_ACTOR
 from .errors import SdfError
 from .schema import instances as instances_table
 from .status import InstanceStatus
 
 log = logging.getLogger(__name__)
 FIREABLE = (InstanceStatus.RUNNING.value, InstanceStatus.WAITING.value)
-ENGINE_ACTOR = "engine"
 
 
 def _due_query(now: datetime, limit: int):

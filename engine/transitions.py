@@ -27,7 +27,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEv
 from SpiffWorkflow.util.task import TaskState
 
 from . import assignment, audit, db, fastsql, humantasks, jsonutil, messages, outbox, servicetasks
-from .audit import AuditEvent, EventType
+from .audit import ENGINE_ACTOR, AuditEvent, EventType
 from .errors import Conflict, NotFound
 from .runner import Failure, advance, all_tasks, workflow_completed
 from .schema import human_tasks, incidents
@@ -183,13 +183,13 @@ class Transition:
                 for c in task.children
                 if _element_id(c.task_spec) and c.has_state(TaskState.DEFINITE_MASK | TaskState.FINISHED_MASK)
             ]
-            self.record(EventType.GATEWAY_DECISION, element_id=spec.bpmn_id, data={"taken": taken}, actor="engine")
+            self.record(EventType.GATEWAY_DECISION, element_id=spec.bpmn_id, data={"taken": taken}, actor=ENGINE_ACTOR)
         elif spec.bpmn_name or type(spec).__name__ in _ACTIVITY_SPECS:
             self.record(
                 EventType.ACTIVITY_COMPLETED,
                 element_id=spec.bpmn_id,
                 data={"type": type(spec).__name__},
-                actor="engine",
+                actor=ENGINE_ACTOR,
             )
 
 
@@ -321,7 +321,7 @@ def _finish(tr: Transition, status: InstanceStatus) -> None:
     if tr.failure is not None:
         _raise_incident(tr)
     if status == InstanceStatus.COMPLETED and tr.row.status != InstanceStatus.COMPLETED.value:
-        tr.record(EventType.INSTANCE_COMPLETED, actor="engine")
+        tr.record(EventType.INSTANCE_COMPLETED, actor=ENGINE_ACTOR)
         if tr.engine.emits("instance_completed"):
             summary = _instance_summary(tr)
             tr.after_commit(lambda: tr.engine.emit("instance_completed", instance=summary))
@@ -426,7 +426,7 @@ def _cancel_tasks(tr: Transition, spiff_ids: list[str], completed_id: int | None
         .values(status=TaskStatus.CANCELLED.value, completed_at=tr.now)
     )
     for r in rows:
-        tr.record(EventType.TASK_CANCELLED, task_id=r.id, element_id=r.element_id, actor="engine")
+        tr.record(EventType.TASK_CANCELLED, task_id=r.id, element_id=r.element_id, actor=ENGINE_ACTOR)
 
 
 def _insert_tasks(tr: Transition, tasks: list) -> None:
@@ -465,7 +465,7 @@ def _insert_tasks(tr: Transition, tasks: list) -> None:
             EventType.TASK_CREATED,
             task_id=ids.get(info.spiff_task_id),
             element_id=info.element_id,
-            actor="engine",
+            actor=ENGINE_ACTOR,
             data={"title": info.title, "candidate_group": info.candidate_group},
         )
 
@@ -489,7 +489,7 @@ def _raise_incident(tr: Transition) -> None:
     tr.record(
         EventType.INCIDENT_RAISED,
         element_id=f.element_id,
-        actor="engine",
+        actor=ENGINE_ACTOR,
         data={"incident_id": incident_id, "kind": f.kind, "message": f.message, "line": f.line},
     )
     if tr.engine.emits("incident_raised"):
